@@ -1,0 +1,7 @@
+"""Cameras, rigs, calibration files, boards, solvers and triangulation (numpy/OpenCV; no Qt, no torch)."""
+
+from calibration.camera import Camera, look_at
+from calibration.errors import CalibrationError, CrossviewError
+from calibration.rig import Rig
+
+__all__ = ["Camera", "Rig", "look_at", "CalibrationError", "CrossviewError"]
