@@ -2,6 +2,7 @@
 
 from calibration.camera import Camera, look_at
 from calibration.errors import CalibrationError, CrossviewError
+from calibration.files import load_rig, read_rig, save_rig
 from calibration.rig import Rig
 
-__all__ = ["Camera", "Rig", "look_at", "CalibrationError", "CrossviewError"]
+__all__ = ["Camera", "Rig", "look_at", "load_rig", "read_rig", "save_rig", "CalibrationError", "CrossviewError"]

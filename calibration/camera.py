@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from calibration.errors import CalibrationError, check_shape
 
@@ -147,8 +148,11 @@ class Camera:
 
     @property
     def rvec(self) -> np.ndarray:
-        """(3,) Rodrigues vector of ``R`` (OpenCV ``rvec``)."""
-        return cv2.Rodrigues(self.R)[0].ravel()
+        """(3,) Rodrigues (axis-angle) vector of ``R``, as OpenCV's ``rvec``.
+
+        SciPy's conversion stays accurate near 180 degrees, where ``cv2.Rodrigues`` loses ~1e-5.
+        """
+        return Rotation.from_matrix(self.R).as_rotvec()
 
     @property
     def has_distortion(self) -> bool:

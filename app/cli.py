@@ -1,0 +1,211 @@
+"""The ``crossview`` command: one console script with subcommands.
+
+Errors the user can fix (:class:`calibration.errors.CrossviewError`) are printed as one clear
+message with exit status 2, never as a traceback; ``--debug`` shows the traceback too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from calibration.errors import CrossviewError
+
+logger = logging.getLogger("crossview")
+
+
+# ------------------------------------------------------------------------------------------------
+# Subcommands
+def _cmd_process(args: argparse.Namespace) -> int:
+    from app.process import process
+
+    result, out_dir = process(
+        args.input,
+        calibration_path=args.calibration,
+        out_dir=args.out,
+        refiner=args.refiner,
+        lifter=args.lifter,
+        robust=not args.plain_dlt,
+        calibration_units=args.calibration_units,
+    )
+    summary = result.summary()
+    print(f"wrote {out_dir / 'poses3d.npz'} and {out_dir / 'poses3d.csv'}")
+    print(
+        f"{summary['frames']} frames, {len(result.camera_names)} cameras ({', '.join(result.camera_names)}); "
+        f"{summary['joints_triangulated_pct']:.1f} % of joints triangulated from "
+        f"{summary['views_used_mean']:.2f} views on average"
+    )
+    print(
+        f"reprojection error: median {summary['reprojection_error_median_px']:.2f} px, "
+        f"p95 {summary['reprojection_error_p95_px']:.2f} px"
+    )
+    truth = Path(args.input) / "ground_truth.npz" if Path(args.input).is_dir() else None
+    if truth is not None and truth.is_file():
+        _print_accuracy(result.points, truth)
+    return 0
+
+
+def _print_accuracy(points, truth_path: Path) -> None:
+    import numpy as np
+
+    from models.metrics import evaluate
+
+    with np.load(truth_path) as data:
+        truth = data["points"]
+    if truth.shape != points.shape:
+        print(f"ground truth {truth_path} has shape {truth.shape}, poses {points.shape}: not compared")
+        return
+    scores = evaluate(points, truth)
+    print(
+        "against the ground truth in the sample: "
+        + ", ".join(f"{key} {value:.1f}" for key, value in scores.items() if key in _ACCURACY_KEYS)
+    )
+
+
+_ACCURACY_KEYS = ("mpjpe_mm", "absolute_mpjpe_mm", "p_mpjpe_mm", "n_mpjpe_mm", "pck_percent", "auc_percent")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from app.bench import BENCHMARKS, markdown_table, render_readme, run_benchmark, store_result
+
+    names = sorted(BENCHMARKS) if args.name == "all" else [args.name]
+    for name in names:
+        result = run_benchmark(name, quick=args.quick)
+        print(f"## {result['title']}\n")
+        print(markdown_table(result))
+        print()
+        if not args.no_save:
+            store_result(result)
+    if not args.no_save:
+        updated = render_readme()
+        from app.bench import RESULTS_FILE
+
+        print(f"results stored in {RESULTS_FILE}; README tables refreshed: {', '.join(updated) or 'none'}")
+    return 0
+
+
+def _cmd_calibration(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from calibration import read_rig, save_rig
+
+    rig_file = read_rig(args.file, units=args.units)
+    rig = rig_file.rig
+    if args.action == "show":
+        print(rig_file.describe())
+        for cam in rig:
+            c = cam.center
+            print(
+                f"  {cam.name}: {cam.width}x{cam.height} px, f = ({cam.K[0, 0]:.1f}, {cam.K[1, 1]:.1f}) px, "
+                f"{cam.model}, centre = ({c[0]:.1f}, {c[1]:.1f}, {c[2]:.1f}) mm"
+            )
+        if len(rig) > 1:
+            d = np.linalg.norm(rig.centers[:, None] - rig.centers[None], axis=-1)
+            print(f"  camera spacing: {d[np.triu_indices(len(rig), 1)].min():.0f} - {d.max():.0f} mm")
+        return 0
+    if args.output is None:
+        raise CrossviewError("calibration convert needs an output file: crossview calibration convert IN OUT")
+    save_rig(rig, args.output)
+    print(f"wrote {args.output} ({len(rig)} cameras)")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from app.sample import make_sample
+
+    folder = make_sample(args.out, seed=args.seed, num_cameras=args.cameras, duration_s=args.duration)
+    print(f"wrote the sample to {folder}: calibration.yaml, poses2d.npz, ground_truth.npz")
+    print(f"next: crossview process {folder}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crossview",
+        description="Markerless 3D human motion capture with ordinary cameras.",
+    )
+    parser.add_argument("--debug", action="store_true", help="log debug messages and show tracebacks")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "process",
+        help="2D keypoints + calibration -> 3D poses (poses3d.npz, poses3d.csv)",
+        description=(
+            "Triangulate 2D keypoints into 3D. INPUT is a take folder (with poses2d.npz and a calibration), "
+            "a poses2d.npz file, a folder of OpenPose JSON folders (<camera>_json/), a folder of "
+            "DeepLabCut-style CSV files (<camera>.csv) or a FreeMoCap mediapipe 2D .npy file. Cameras are "
+            "matched to the calibration by name."
+        ),
+    )
+    p.add_argument("input", type=Path, help="take folder, poses2d.npz, OpenPose/CSV folder or FreeMoCap .npy")
+    p.add_argument("--calibration", type=Path, help="calibration file (native YAML, anipose TOML, caliscope TOML, Qualisys .qca.txt)")
+    p.add_argument("--calibration-units", choices=("mm", "cm", "m"), help="units of an anipose TOML (default: inferred from camera spacing)")
+    p.add_argument("--out", type=Path, help="output folder (default: the input folder)")
+    p.add_argument("--refiner", default="none", help="3D refiner: none (trained refiners arrive with the training package)")
+    p.add_argument("--lifter", default="none", help="single-view lifter: none")
+    p.add_argument("--plain-dlt", action="store_true", help="plain confidence-weighted DLT instead of robust triangulation")
+    p.set_defaults(func=_cmd_process)
+
+    p = sub.add_parser("sample", help="write the bundled synthetic sample take (2D keypoints, calibration, 3D truth)")
+    p.add_argument("out", type=Path, nargs="?", default=Path("sample-take"), help="folder to write (default: sample-take)")
+    p.add_argument("--cameras", type=int, default=3, help="number of virtual cameras (default 3)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of motion at 30 fps (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_sample)
+
+    from app.bench import BENCHMARKS
+
+    p = sub.add_parser("bench", help="run a benchmark; store its figures in assets/results and refresh the README")
+    p.add_argument("name", choices=sorted(BENCHMARKS) + ["all"])
+    p.add_argument("--quick", action="store_true", help="a short run (rough figures)")
+    p.add_argument("--no-save", action="store_true", help="print only; do not touch the results file or README")
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("calibration", help="show or convert a calibration file")
+    p.add_argument("action", choices=("show", "convert"))
+    p.add_argument("file", type=Path)
+    p.add_argument("output", type=Path, nargs="?", help="for convert: .yaml (native) or .toml (anipose)")
+    p.add_argument("--units", choices=("mm", "cm", "m"), help="units of an anipose TOML (default: inferred)")
+    p.set_defaults(func=_cmd_calibration)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.version:
+        from importlib.metadata import version
+
+        print(f"crossview {version('crossview')}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except CrossviewError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only folder, a vanished file
+        if args.debug:
+            raise
+        target = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {target}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
