@@ -21,6 +21,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from calibration.errors import CalibrationError, check_shape
+from calibration.lens import normalized_from_pixels, project_points
 
 PINHOLE = "pinhole"
 FISHEYE = "fisheye"
@@ -197,18 +198,14 @@ class Camera:
         """
         points = np.asarray(points, dtype=np.float64)
         check_shape("points", points, "(..., 3)", points.ndim >= 1 and points.shape[-1] == 3)
-        lead = points.shape[:-1]
-        flat = points.reshape(-1, 3)  # (N, 3)
-        cam = flat @ self.R.T + self.t  # (N, 3) camera frame
-        in_front = cam[:, 2] > 1e-9
-        out = np.full((flat.shape[0], 2), np.nan)
-        if np.any(in_front):
-            norm = cam[in_front, :2] / cam[in_front, 2:3]  # (M, 2) normalised, undistorted
-            out[in_front] = self.distort_normalized(norm)
-        return out.reshape(*lead, 2)
+        return project_points(self, points)
 
-    def distort_normalized(self, normalized: np.ndarray) -> np.ndarray:
-        """Normalised undistorted coordinates ``(N, 2)`` -> distorted pixels ``(N, 2)``."""
+    def opencv_distort_normalized(self, normalized: np.ndarray) -> np.ndarray:
+        """Normalised undistorted coordinates ``(N, 2)`` -> distorted pixels ``(N, 2)``, through OpenCV.
+
+        :mod:`calibration.lens` does the same in numpy for the common models and calls this for
+        the others (fisheye, tilted sensor).
+        """
         normalized = np.ascontiguousarray(normalized, dtype=np.float64).reshape(-1, 1, 2)
         if not self.has_distortion:
             pix = normalized.reshape(-1, 2) @ self.K[:2, :2].T + self.K[:2, 2]
@@ -234,30 +231,35 @@ class Camera:
         """
         pixels = np.asarray(pixels, dtype=np.float64)
         check_shape("pixels", pixels, "(..., 2)", pixels.ndim >= 1 and pixels.shape[-1] == 2)
-        lead = pixels.shape[:-1]
-        flat = pixels.reshape(-1, 2)  # (N, 2)
-        if not self.has_distortion:
-            norm = (flat - self.K[:2, 2]) @ np.linalg.inv(self.K[:2, :2]).T
-        else:
-            finite = np.all(np.isfinite(flat), axis=1)
-            norm = np.full_like(flat, np.nan)
-            if np.any(finite):
-                src = np.ascontiguousarray(flat[finite]).reshape(-1, 1, 2)
-                if self.model == FISHEYE:
-                    und = cv2.fisheye.undistortPoints(src, self.K, self.dist)
-                else:
-                    und = _undistort_iter(
-                        src,
-                        self.K,
-                        self.dist,
-                        R=np.eye(3),
-                        P=np.eye(3),
-                        criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-12),
-                    )
-                norm[finite] = und.reshape(-1, 2)
+        norm = normalized_from_pixels(self, pixels)  # (..., 2)
         if normalized:
-            return norm.reshape(*lead, 2)
-        return (norm @ self.K[:2, :2].T + self.K[:2, 2]).reshape(*lead, 2)
+            return norm
+        return norm @ self.K[:2, :2].T + self.K[:2, 2]
+
+    def opencv_normalized(self, pixels: np.ndarray) -> np.ndarray:
+        """Distorted pixels ``(N, 2)`` -> normalised undistorted coordinates ``(N, 2)``, through OpenCV.
+
+        The iterative solver runs to convergence (50 iterations or 1e-12); NaN rows stay NaN.
+        :mod:`calibration.lens` calls this for the models it does not evaluate itself.
+        """
+        flat = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)  # (N, 2)
+        finite = np.all(np.isfinite(flat), axis=1)
+        norm = np.full_like(flat, np.nan)
+        if np.any(finite):
+            src = np.ascontiguousarray(flat[finite]).reshape(-1, 1, 2)
+            if self.model == FISHEYE:
+                und = cv2.fisheye.undistortPoints(src, self.K, self.dist)
+            else:
+                und = _undistort_iter(
+                    src,
+                    self.K,
+                    self.dist,
+                    R=np.eye(3),
+                    P=np.eye(3),
+                    criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-12),
+                )
+            norm[finite] = und.reshape(-1, 2)
+        return norm
 
     def isclose(self, other: "Camera", *, atol: float = 1e-9) -> bool:
         """True when every field matches ``other`` (arrays within ``atol``)."""
