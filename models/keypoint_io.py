@@ -157,7 +157,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def _npz_bytes(**arrays) -> bytes:
+def npz_bytes(**arrays) -> bytes:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     return buffer.getvalue()
@@ -175,7 +175,7 @@ def save_poses2d(poses: Poses2D, path: str | Path) -> None:
     }
     if poses.timestamps is not None:
         arrays["timestamps"] = poses.timestamps
-    atomic_write_bytes(Path(path), _npz_bytes(**arrays))
+    atomic_write_bytes(Path(path), npz_bytes(**arrays))
 
 
 def _read_npz(path: Path) -> dict:
@@ -457,7 +457,7 @@ def save_poses3d(
         arrays["timestamps"] = np.asarray(timestamps, dtype=np.float64)
     arrays.update(extra or {})
     npz_path = out_dir / "poses3d.npz"
-    atomic_write_bytes(npz_path, _npz_bytes(**arrays))
+    atomic_write_bytes(npz_path, npz_bytes(**arrays))
 
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
