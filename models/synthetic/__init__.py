@@ -26,9 +26,18 @@ from models.synthetic.noise import PRESET_NAMES, PRESETS, Detections, DetectorNo
 from models.synthetic.occlusion import H36M17_CAPSULES, BodyCapsules, self_occlusion
 from models.synthetic.rigs import IMAGE_SIZES, random_rig, ring_rig, visible_in_image
 
-# The procedural motion generator's exports (models/synthetic/motion.py) are added here by the lead.
+from models.synthetic.body_kinematics import BodyShape
+from models.synthetic.motion import compose, demo_routine, jumping_jacks, reach, squat, turn, walk
 
 __all__ = [
+    "BodyShape",
+    "compose",
+    "demo_routine",
+    "jumping_jacks",
+    "reach",
+    "squat",
+    "turn",
+    "walk",
     "BodyCapsules",
     "Detections",
     "DetectorNoise",
