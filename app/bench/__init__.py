@@ -32,6 +32,7 @@ README = REPO_ROOT / "README.md"
 #: Benchmark name -> module under ``app.bench`` that implements it.
 BENCHMARKS = {
     "triangulation": "app.bench.triangulation",
+    "triangulation-accuracy": "app.bench.triangulation_accuracy",
 }
 
 
