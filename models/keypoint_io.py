@@ -29,9 +29,7 @@ import csv
 import io
 import json
 import logging
-import os
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from calibration.errors import InputFileError
+from calibration.files.atomic import write_bytes_atomic
 from models.skeleton import H36M17, get_skeleton, to_h36m17
 
 logger = logging.getLogger(__name__)
@@ -142,19 +141,12 @@ class Poses2D:
 # ------------------------------------------------------------------------------------------------
 # Atomic writes
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and rename: all or nothing."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename): all or nothing.
+
+    Raises:
+        InputFileError: naming the path when it cannot be written (a full disk, no permission).
+    """
+    write_bytes_atomic(path, data, error=lambda message: InputFileError(f"{path}: {message}"))
 
 
 def npz_bytes(**arrays) -> bytes:

@@ -13,6 +13,7 @@ import pytest
 import tomllib
 import yaml
 
+from models.synthetic.mocap import shared_data_dir
 from calibration import CalibrationError, CrossviewError, Rig, look_at
 from calibration.camera import Camera
 from calibration.files import (
@@ -26,14 +27,10 @@ from calibration.files import (
 )
 
 
-def shared_data() -> Path:
-    """``../shared/data`` beside the repository, or $CROSSVIEW_SHARED_DATA."""
-    env = os.environ.get("CROSSVIEW_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def shared_file(*parts: str) -> Path:
-    path = shared_data().joinpath(*parts)
+    path = shared_data_dir().joinpath(*parts)
     if not path.exists():
         pytest.skip(f"shared data not available: {path}")
     return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ from scipy.linalg import orthogonal_procrustes
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
+from models.synthetic.mocap import shared_data_dir
 from calibration.errors import CrossviewError, ShapeError
 from models.metrics import (
     PoseStructureScorer,
@@ -332,11 +332,6 @@ def test_evaluate_reports_every_metric():
     assert np.isnan(few["pss"]) and np.isfinite(few["mpjpe_mm"])
 
 
-def _shared_data() -> Path:
-    env = os.environ.get("CROSSVIEW_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def test_pss_on_cmu_motion():
@@ -345,7 +340,7 @@ def test_pss_on_cmu_motion():
     Measured: identical 1.000; per-joint noise sigma 20 mm 0.927 (MPJPE 31.9 mm); test poses
     paired with the pose of another random test frame 0.118.
     """
-    path = _shared_data() / "cmu_mocap" / "cmu_mocap.npz"
+    path = shared_data_dir() / "cmu_mocap" / "cmu_mocap.npz"
     if not path.exists():
         pytest.skip(f"shared CMU data not found at {path}")
     data = np.load(path)

@@ -5,12 +5,12 @@ Figures measured at 30 fps for the default 1.75 m body are quoted in each test's
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from models.synthetic.mocap import shared_data_dir
 from calibration.errors import ShapeError
 from models.skeleton import H36M17
 from models.synthetic.body_kinematics import JointAngles, forward_kinematics, restore_bone_lengths, solve_legs
@@ -31,9 +31,6 @@ BONES = np.array(H36M17.bones)
 SHAPE = BodyShape()
 
 
-def _shared_data() -> Path:
-    env = os.environ.get("CROSSVIEW_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _bone_lengths(points: np.ndarray) -> np.ndarray:
@@ -95,7 +92,7 @@ def test_bone_scale_matches_cmu_capture():
     """Legs (thigh + shank) within 5 % of the CMU capture's medians (836 and 840 mm vs our 859 mm: +2.8 and
     +2.3 %), upper arms within 10 % of the left/right mean (279 vs 301 mm: +7.8 %). CMU's forearms
     (190 mm) are shorter than anthropometry's (256 mm)."""
-    path = _shared_data() / "cmu_mocap" / "cmu_mocap.npz"
+    path = shared_data_dir() / "cmu_mocap" / "cmu_mocap.npz"
     if not path.exists():
         pytest.skip(f"shared data not found at {path}")
     data = np.load(path)

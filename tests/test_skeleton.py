@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from models.synthetic.mocap import shared_data_dir
 from calibration.camera import look_at
 from calibration.errors import CrossviewError, ShapeError
 from models.skeleton import (
@@ -25,11 +25,6 @@ from models.skeleton import (
 )
 
 
-def _shared_data() -> Path:
-    env = os.environ.get("CROSSVIEW_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _h(name: str) -> int:
@@ -315,7 +310,7 @@ def test_torso_recipe_against_cmu_data():
     Measured on all 40,331 frames: mapped spine 13.8 mm from the data's spine (fit 0.573);
     data pelvis 107.7 mm from mid-hips, data thorax 44.0 mm from mid-shoulders (documented).
     """
-    path = _shared_data() / "cmu_mocap" / "cmu_mocap.npz"
+    path = shared_data_dir() / "cmu_mocap" / "cmu_mocap.npz"
     if not path.exists():
         pytest.skip(f"shared CMU data not found at {path}")
     data = np.load(path)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from models.synthetic.mocap import shared_data_dir
 from calibration.errors import CrossviewError, InputFileError
 from models.synthetic import (
     IMAGE_SIZES,
@@ -26,12 +26,9 @@ from models.synthetic import (
 )
 
 
-def _shared_data() -> Path:
-    env = os.environ.get("CROSSVIEW_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-CMU_PATH = _shared_data() / "cmu_mocap" / "cmu_mocap.npz"
+CMU_PATH = shared_data_dir() / "cmu_mocap" / "cmu_mocap.npz"
 needs_cmu = pytest.mark.skipif(not CMU_PATH.is_file(), reason=f"shared CMU motion capture not found at {CMU_PATH}")
 
 # A standing person facing +Y (their right is +X), H36M-17 order, mm, floor at z = 0.

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
+from models.synthetic.mocap import shared_data_dir
 from calibration.camera import look_at
 from calibration.errors import CrossviewError, ShapeError
 from calibration.rig import Rig
@@ -41,12 +41,9 @@ NOTHING = dataclasses.replace(
 )
 
 
-def _shared_data() -> Path:
-    env = os.environ.get("CROSSVIEW_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-CMU_PATH = _shared_data() / "cmu_mocap" / "cmu_mocap.npz"
+CMU_PATH = shared_data_dir() / "cmu_mocap" / "cmu_mocap.npz"
 needs_cmu = pytest.mark.skipif(not CMU_PATH.is_file(), reason=f"shared CMU motion capture not found at {CMU_PATH}")
 
 

@@ -20,8 +20,9 @@ import logging
 import os
 import platform
 import re
-import tempfile
 from pathlib import Path
+
+from calibration.files.atomic import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -79,17 +80,7 @@ def load_results(path: Path = RESULTS_FILE) -> dict:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def store_result(result: dict, path: Path = RESULTS_FILE) -> None:

@@ -7,34 +7,51 @@ import stat
 import tempfile
 from pathlib import Path
 
-from calibration.errors import CalibrationError
+from typing import Callable
+
+from calibration.errors import CalibrationError, CrossviewError
 
 _NEW_FILE_MODE = 0o644
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same folder.
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`write_bytes_atomic`).
+
+    Raises:
+        CalibrationError: naming ``path`` when the folder cannot be created or written.
+    """
+    return write_bytes_atomic(
+        path, text.encode("utf-8"), error=lambda message: CalibrationError(message, path=path)
+    )
+
+
+def write_bytes_atomic(
+    path: str | Path, data: bytes, *, error: Callable[[str], Exception] | None = None
+) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder.
 
     The temporary file is flushed and fsynced, then renamed over ``path`` with ``os.replace`` (atomic
     on POSIX and Windows within one file system). If anything fails, the temporary file is removed
     and ``path`` keeps its previous content. An existing file keeps its permission bits; missing
     parent folders are created.
 
-    Raises:
-        CalibrationError: naming ``path`` when the folder cannot be created or written.
+    Args:
+        error: builds the exception raised when writing fails, from a message; the default is a
+            :class:`CrossviewError` whose message starts with the path.
     """
     path = Path(path)
+    if error is None:
+        error = lambda message: CrossviewError(f"{path}: {message}")  # noqa: E731
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)  # an output folder named on the command line may be new
     except OSError as exc:
-        raise CalibrationError(f"cannot create the folder {str(folder)!r}: {exc.strerror or exc}", path=path) from None
+        raise error(f"cannot create the folder {str(folder)!r}: {exc.strerror or exc}") from None
     mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else _NEW_FILE_MODE
-    data = text.encode("utf-8")
     try:
         handle, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise CalibrationError(f"cannot write in {str(folder)!r}: {exc.strerror}", path=path) from None
+        raise error(f"cannot write in {str(folder)!r}: {exc.strerror}") from None
     temp = Path(temp_name)
     try:
         with os.fdopen(handle, "wb") as stream:
@@ -45,7 +62,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
         os.replace(temp, path)
     except OSError as exc:
         temp.unlink(missing_ok=True)
-        raise CalibrationError(f"cannot write: {exc.strerror or exc}", path=path) from None
+        raise error(f"cannot write: {exc.strerror or exc}") from None
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
