@@ -163,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-save", action="store_true", help="print only; do not touch the results file or README")
     p.set_defaults(func=_cmd_bench)
 
+    from app.models_cli import add_models_parser
+
+    add_models_parser(sub)
+
     p = sub.add_parser("calibration", help="show or convert a calibration file")
     p.add_argument("action", choices=("show", "convert"))
     p.add_argument("file", type=Path)
