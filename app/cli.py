@@ -19,8 +19,29 @@ logger = logging.getLogger("crossview")
 # ------------------------------------------------------------------------------------------------
 # Subcommands
 def _cmd_process(args: argparse.Namespace) -> int:
-    from app.process import process
+    from app.process import process, process_videos
 
+    if args.videos is not None:
+        if args.calibration is None or args.out is None:
+            raise CrossviewError("crossview process --videos DIR needs --calibration FILE and --out DIR")
+        result, out_dir, stats = process_videos(
+            args.videos,
+            calibration_path=args.calibration,
+            out_dir=args.out,
+            robust=not args.plain_dlt,
+            calibration_units=args.calibration_units,
+            device=args.device,
+        )
+        rates = ", ".join(f"{name} {100 * rate:.1f} %" for name, rate in stats["detection_rate"].items())
+        print(f"BlazePose ({stats['provider']}): person found in {rates} of {stats['frames']} frames; "
+              f"{stats['detector_ms_median']:.1f} ms per frame set (median)")
+        if stats["problem"]:
+            print(f"warning: {stats['problem']}")
+        print(f"wrote {out_dir / 'poses2d.npz'}")
+        _print_summary(result, out_dir)
+        return 0
+    if args.input is None:
+        raise CrossviewError("crossview process needs INPUT (keypoints or a take folder) or --videos DIR")
     result, out_dir = process(
         args.input,
         calibration_path=args.calibration,
@@ -30,6 +51,14 @@ def _cmd_process(args: argparse.Namespace) -> int:
         robust=not args.plain_dlt,
         calibration_units=args.calibration_units,
     )
+    _print_summary(result, out_dir)
+    truth = Path(args.input) / "ground_truth.npz" if Path(args.input).is_dir() else None
+    if truth is not None and truth.is_file():
+        _print_accuracy(result.points, truth)
+    return 0
+
+
+def _print_summary(result, out_dir: Path) -> None:
     summary = result.summary()
     print(f"wrote {out_dir / 'poses3d.npz'} and {out_dir / 'poses3d.csv'}")
     print(
@@ -41,10 +70,6 @@ def _cmd_process(args: argparse.Namespace) -> int:
         f"reprojection error: median {summary['reprojection_error_median_px']:.2f} px, "
         f"p95 {summary['reprojection_error_p95_px']:.2f} px"
     )
-    truth = Path(args.input) / "ground_truth.npz" if Path(args.input).is_dir() else None
-    if truth is not None and truth.is_file():
-        _print_accuracy(result.points, truth)
-    return 0
 
 
 def _print_accuracy(points, truth_path: Path) -> None:
@@ -139,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
             "matched to the calibration by name."
         ),
     )
-    p.add_argument("input", type=Path, help="take folder, poses2d.npz, OpenPose/CSV folder or FreeMoCap .npy")
+    p.add_argument("input", type=Path, nargs="?", help="take folder, poses2d.npz, OpenPose/CSV folder or FreeMoCap .npy")
+    p.add_argument("--videos", type=Path, help="folder of synchronised videos named after the cameras: run BlazePose on them first")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"), help="where the detector runs (default auto)")
     p.add_argument("--calibration", type=Path, help="calibration file (native YAML, anipose TOML, caliscope TOML, Qualisys .qca.txt)")
     p.add_argument("--calibration-units", choices=("mm", "cm", "m"), help="units of an anipose TOML (default: inferred from camera spacing)")
     p.add_argument("--out", type=Path, help="output folder (default: the input folder)")

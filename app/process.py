@@ -147,3 +147,128 @@ def process(
     out_dir = Path(out_dir)
     save_poses3d(out_dir, result.points, result.reprojection_error_px, result.views_used, timestamps=result.timestamps)
     return result, out_dir
+
+
+# ------------------------------------------------------------------------------------------------
+# Videos -> 2D (BlazePose) -> 3D
+def match_videos(rig: Rig, videos: dict[str, Path], *, source: Path) -> tuple[Rig, dict[str, Path]]:
+    """The cameras that have a video, in calibration order, and their videos.
+
+    Raises:
+        InputFileError: a video whose name is not a camera of the calibration (listing both), or
+            fewer than two cameras with a video.
+    """
+    unknown = [name for name in videos if name not in rig.names]
+    if unknown:
+        raise InputFileError(
+            f"{source}: video(s) {', '.join(videos[n].name for n in unknown)} match no camera of the calibration "
+            f"({', '.join(rig.names)}); name each video after its camera (e.g. {rig.names[0]}.mp4)"
+        )
+    names = [n for n in rig.names if n in videos]
+    missing = [n for n in rig.names if n not in videos]
+    if missing:
+        logger.warning("no video for camera(s) %s; using %s", ", ".join(missing), ", ".join(names))
+    if len(names) < 2:
+        raise InputFileError(f"{source}: videos for {len(names)} camera(s); triangulation needs at least 2")
+    return rig.select(names), {n: videos[n] for n in names}
+
+
+def detect_videos(
+    rig: Rig,
+    videos: dict[str, Path],
+    *,
+    device: str = "auto",
+    progress: bool = True,
+) -> tuple[Poses2D, Rig, dict]:
+    """Run BlazePose on lockstep video frames of every camera.
+
+    Args:
+        rig: the cameras, in the order of ``videos``.
+        videos: camera name -> video file.
+        device: ONNX Runtime device (``auto``, ``cpu``, ``cuda``, ``tensorrt``).
+
+    Returns:
+        The 2D keypoints (BlazePose-33, ``(T, C, 33, 2)`` px), the rig fitted to the videos'
+        frame sizes, and run statistics (provider, per-view detection rate, timings, problems).
+    """
+    from tqdm import tqdm
+
+    from app.capture.video_files import LockstepVideos
+    from models.blazepose import BlazePoseDetector
+    from models.model_store import ensure_blazepose_models
+
+    reader = LockstepVideos(videos)
+    cameras = []
+    for name in rig.names:
+        info = reader.infos[name]
+        camera = rig[name]
+        if (info.width, info.height) != (camera.width, camera.height):
+            logger.warning(
+                "camera %s: video %s is %dx%d px, the calibration %dx%d px; assuming the calibrated image "
+                "was scaled to fit (and letterboxed)", name, info.path.name, info.width, info.height,
+                camera.width, camera.height,
+            )
+        cameras.append(camera.fitted_to_image(info.width, info.height))
+    rig = Rig(tuple(cameras))
+    paths = ensure_blazepose_models(progress=lambda message: logger.info("%s", message))
+    detector = BlazePoseDetector(paths["pose_detection"], paths["pose_landmark_full"], device=device)
+    logger.info("BlazePose on %s", detector.provider)
+    T, C = len(reader), len(rig)
+    keypoints = np.full((T, C, 33, 2), np.nan)
+    confidence = np.zeros((T, C, 33))
+    found = np.zeros((T, C), dtype=bool)
+    timings: list[float] = []
+    frames_done = 0
+    for t, frames in tqdm(reader, total=T, desc="detecting", unit="frame", disable=not progress):
+        result = detector.detect(frames, rig)
+        keypoints[t] = result.keypoints
+        confidence[t] = result.confidence
+        found[t] = [status != "lost" for status in result.status]
+        timings.append(result.timings_ms.get("total", np.nan))
+        frames_done = t + 1
+    keypoints, confidence, found = keypoints[:frames_done], confidence[:frames_done], found[:frames_done]
+    fps = reader.fps or 30.0
+    poses = Poses2D(
+        keypoints=keypoints,
+        confidence=np.clip(confidence, 0.0, 1.0),
+        camera_names=rig.names,
+        joint_set="blazepose33",
+        timestamps=np.arange(frames_done) / fps,
+        source="BlazePose",
+    )
+    stats = {
+        "provider": detector.provider,
+        "frames": frames_done,
+        "detection_rate": {name: float(found[:, c].mean()) if frames_done else 0.0 for c, name in enumerate(rig.names)},
+        "detector_ms_median": float(np.nanmedian(timings)) if timings else float("nan"),
+        "problem": reader.problem,
+    }
+    return poses, rig, stats
+
+
+def process_videos(
+    videos_dir: str | Path,
+    *,
+    calibration_path: str | Path,
+    out_dir: str | Path,
+    robust: bool = True,
+    calibration_units: str | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> tuple[ProcessResult, Path, dict]:
+    """Detect, triangulate and write ``poses2d.npz``, ``poses3d.npz`` and ``poses3d.csv``."""
+    from app.capture.video_files import find_videos
+    from models.keypoint_io import save_poses2d
+
+    videos_dir = Path(videos_dir)
+    rig_file = read_rig(calibration_path, units=calibration_units)
+    logger.info("%s", rig_file.describe())
+    rig, videos = match_videos(rig_file.rig, find_videos(videos_dir), source=videos_dir)
+    poses, rig, stats = detect_videos(rig, videos, device=device, progress=progress)
+    if poses.num_frames == 0:
+        raise InputFileError(f"{videos_dir}: no frame could be read from the videos ({stats['problem']})")
+    out_dir = Path(out_dir)
+    save_poses2d(poses, out_dir / "poses2d.npz")
+    result = triangulate_poses(rig, poses, robust=robust)
+    save_poses3d(out_dir, result.points, result.reprojection_error_px, result.views_used, timestamps=result.timestamps)
+    return result, out_dir, stats

@@ -174,6 +174,31 @@ class Camera:
         """A copy with a new world -> camera pose (``R (3, 3)``, ``t (3,)`` mm)."""
         return replace(self, R=R, t=t)
 
+    def fitted_to_image(self, width: int, height: int) -> "Camera":
+        """This camera for images of another size that hold the calibrated image scaled to fit.
+
+        Videos are often resized after calibration (a 1080p calibration used on 720p footage) and
+        sometimes letterboxed (the Pose2Sim demo's 1088x1920 calibration on 1080x1920 videos: the
+        image scaled by 1080/1088 and 7 black rows added above and below). The calibrated image is
+        assumed scaled by ``s = min(width / self.width, height / self.height)`` and centred, so
+        ``K`` is scaled by ``s`` and the principal point shifted by the padding; distortion
+        coefficients (in normalised coordinates) and the pose do not change.
+
+        Returns:
+            ``self`` when the size already matches, else the adapted camera.
+        """
+        if (width, height) == (self.width, self.height):
+            return self
+        s = min(width / self.width, height / self.height)
+        pad_x = (width - s * self.width) / 2.0
+        pad_y = (height - s * self.height) / 2.0
+        K = self.K.copy()
+        K[:2] *= s
+        # Pixel centres: calibrated pixel (u, v) -> s (u + 0.5) - 0.5 + pad.
+        K[0, 2] += pad_x + 0.5 * s - 0.5
+        K[1, 2] += pad_y + 0.5 * s - 0.5
+        return replace(self, width=int(width), height=int(height), K=K)
+
     def scaled(self, factor: float) -> "Camera":
         """A copy with the translation multiplied by ``factor`` (a change of length unit)."""
         return replace(self, t=self.t * factor)

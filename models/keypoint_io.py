@@ -43,7 +43,7 @@ from models.skeleton import H36M17, get_skeleton, to_h36m17
 logger = logging.getLogger(__name__)
 
 #: OpenPose BODY_25 index of each COCO-17 keypoint (COCO order).
-_BODY25_TO_COCO17 = (0, 16, 15, 18, 17, 5, 2, 6, 3, 7, 4, 12, 9, 13, 10, 14, 11)
+BODY25_TO_COCO17 = (0, 16, 15, 18, 17, 5, 2, 6, 3, 7, 4, 12, 9, 13, 10, 14, 11)
 #: Joint sets the readers accept, by keypoints per person; BODY_25 and HALPE_26 become COCO-17.
 _JOINT_SET_BY_COUNT = {17: "coco17", 25: "body25", 26: "halpe26", 33: "blazepose33"}
 KNOWN_JOINT_SETS = ("h36m17", "coco17", "blazepose33")
@@ -213,7 +213,7 @@ def _frame_number(path: Path) -> int:
 def _to_common_joint_set(points: np.ndarray, scores: np.ndarray, count_set: str) -> tuple[np.ndarray, np.ndarray, str]:
     """BODY_25 and HALPE_26 -> COCO-17 (keypoints (..., J, 2), scores (..., J))."""
     if count_set == "body25":
-        index = list(_BODY25_TO_COCO17)
+        index = list(BODY25_TO_COCO17)
         return points[..., index, :], scores[..., index], "coco17"
     if count_set == "halpe26":  # HALPE_26 starts with the 17 COCO keypoints in COCO order
         return points[..., :17, :], scores[..., :17], "coco17"

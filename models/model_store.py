@@ -127,6 +127,7 @@ POSE_LANDMARK_FULL = ModelSpec(
             "heatmaps": {"shape": ["batch", 64, 64, 39], "meaning": "per-landmark heatmaps"},
             "world_landmarks": {"shape": ["batch", 117], "meaning": "39 x (x, y, z) in metres, hip-centred"},
         },
+        "keypoints": {"joint_set": "blazepose33"},
     },
 )
 

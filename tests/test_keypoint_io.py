@@ -11,7 +11,7 @@ import pytest
 from calibration.errors import CrossviewError, InputFileError
 from models.keypoint_io import (
     Poses2D,
-    _BODY25_TO_COCO17,
+    BODY25_TO_COCO17,
     load_poses2d,
     save_poses2d,
     save_poses3d,
@@ -78,7 +78,7 @@ def test_openpose_body25_folders_map_to_coco(tmp_path: Path) -> None:
     poses = load_poses2d(tmp_path)
     assert poses.joint_set == "coco17" and poses.camera_names == ("camA", "camB")
     coco = get_skeleton("coco17")
-    expected = body25[:, :, list(_BODY25_TO_COCO17)]
+    expected = body25[:, :, list(BODY25_TO_COCO17)]
     np.testing.assert_allclose(poses.keypoints[0], expected[0])
     # BODY_25 index 4 is the right wrist; COCO's right_wrist is 10.
     assert coco.joints[10] == "right_wrist" and np.isnan(poses.keypoints[1, 0, 10]).all()
