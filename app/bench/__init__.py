@@ -34,6 +34,8 @@ README = REPO_ROOT / "README.md"
 BENCHMARKS = {
     "triangulation": "app.bench.triangulation",
     "triangulation-accuracy": "app.bench.triangulation_accuracy",
+    "detector": "app.bench.detector",
+    "real-recording": "app.bench.real_recording",
 }
 
 
