@@ -22,7 +22,7 @@ import numpy as np
 
 from calibration.boards import Board
 from calibration.bundle_adjustment import reprojection_errors
-from calibration.errors import check_shape
+from calibration.errors import CalibrationError, check_shape
 from calibration.extrinsics import ExtrinsicsResult
 from calibration.intrinsics import GRID_COLUMNS, GRID_ROWS, coverage_cells
 
@@ -171,3 +171,27 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> tuple[float,
     R = U @ np.diag(d) @ Vt
     s = float((sigma * d).sum() / S.var(axis=0).sum())
     return s, R, mu_t - s * R @ mu_s
+
+
+def compare_rigs(found, reference) -> tuple[np.ndarray, np.ndarray]:
+    """How far a calibration is from a reference, per camera, after a similarity alignment.
+
+    The found camera centres are aligned to the reference's (Umeyama: rotation, translation and
+    scale), then each camera's centre distance and orientation difference are measured.
+
+    Args:
+        found, reference: rigs with the same camera names in the same order.
+
+    Returns:
+        ``(C,)`` centre distances in mm and ``(C,)`` orientation differences in degrees.
+    """
+    from scipy.spatial.transform import Rotation
+
+    if tuple(found.names) != tuple(reference.names):
+        raise CalibrationError(f"cannot compare rigs with cameras {found.names} and {reference.names}")
+    s, R, t = similarity_transform(found.centers, reference.centers)
+    centres = np.linalg.norm((s * found.centers @ R.T + t) - reference.centers, axis=1)
+    angles = np.array(
+        [np.degrees(Rotation.from_matrix(a.R @ R.T @ b.R.T).magnitude()) for a, b in zip(found, reference)]
+    )
+    return centres, angles

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
 
 from calibration import load_rig
 from calibration.files import read_rig
-from calibration.quality import similarity_transform
+from calibration.quality import compare_rigs
 
 
 def session() -> Path:
@@ -44,14 +43,7 @@ def run_cli(*argv) -> int:
 
 def compare_with_reference(path: Path, reference: Path) -> tuple[np.ndarray, np.ndarray]:
     """Per camera: centre distance (mm) and orientation difference (deg) after aligning the centres."""
-    found, truth = load_rig(path), load_rig(reference)
-    assert found.names == truth.names
-    s, R, t = similarity_transform(found.centers, truth.centers)
-    centres = np.linalg.norm((s * found.centers @ R.T + t) - truth.centers, axis=1)
-    angles = np.array(
-        [np.degrees(Rotation.from_matrix(a.R @ R.T @ b.R.T).magnitude()) for a, b in zip(found, truth)]
-    )
-    return centres, angles
+    return compare_rigs(load_rig(path), load_rig(reference))
 
 
 def test_calibrate_real_session(tmp_path, capsys):

@@ -36,6 +36,7 @@ BENCHMARKS = {
     "triangulation-accuracy": "app.bench.triangulation_accuracy",
     "detector": "app.bench.detector",
     "real-recording": "app.bench.real_recording",
+    "calibration": "app.bench.calibration_real",
 }
 
 
