@@ -230,11 +230,23 @@ def _provider_list(device: str, path: Path, available: Sequence[str]) -> list:
         return [(TENSORRT, trt_options), CUDA, CPU]
     # auto
     chosen: list = []
+    if not _nvidia_device_present():
+        # Trying CUDA without a GPU only makes ONNX Runtime print a page of library errors.
+        return [CPU]
     if TENSORRT in available and _tensorrt_library_present():
         chosen.append((TENSORRT, trt_options))
     if CUDA in available:
         chosen.append(CUDA)
     return chosen + [CPU]
+
+
+def _nvidia_device_present() -> bool:
+    """False only where we can tell there is no NVIDIA GPU (Linux without the driver's device nodes)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return True
+    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists()
 
 
 def _open(path: Path, providers: list, threads: int | None):
@@ -356,7 +368,10 @@ def create_session(
         else:
             raise CrossviewError(f"{path}: the model fails on a zero input ({exc}); the file is broken") from None
     if device == "auto" and not gpu_wanted:
-        reason = f"this onnxruntime build has no GPU provider ({', '.join(available)}); install onnxruntime-gpu"
+        if CUDA in available and not _nvidia_device_present():
+            reason = "no NVIDIA GPU found on this machine (no driver device /dev/nvidiactl)"
+        else:
+            reason = f"this onnxruntime build has no GPU provider ({', '.join(available)}); install onnxruntime-gpu"
     if reason:
         model.gpu_fallback = True
         model.fallback_reason = reason
