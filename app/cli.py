@@ -31,9 +31,10 @@ def _cmd_process(args: argparse.Namespace) -> int:
             robust=not args.plain_dlt,
             calibration_units=args.calibration_units,
             device=args.device,
+            model=args.model,
         )
         rates = ", ".join(f"{name} {100 * rate:.1f} %" for name, rate in stats["detection_rate"].items())
-        print(f"BlazePose ({stats['provider']}): person found in {rates} of {stats['frames']} frames; "
+        print(f"{args.model} ({stats['provider']}): person found in {rates} of {stats['frames']} frames; "
               f"{stats['detector_ms_median']:.1f} ms per frame set (median)")
         if stats["problem"]:
             print(f"warning: {stats['problem']}")
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", type=Path, nargs="?", help="take folder, poses2d.npz, OpenPose/CSV folder or FreeMoCap .npy")
     p.add_argument("--videos", type=Path, help="folder of synchronised videos named after the cameras: run BlazePose on them first")
+    p.add_argument("--model", default="blazepose", help="2D model for --videos: blazepose (default) or a model card .yaml (RTMPose, RTMO, YOLO-pose ONNX)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"), help="where the detector runs (default auto)")
     p.add_argument("--calibration", type=Path, help="calibration file (native YAML, anipose TOML, caliscope TOML, Qualisys .qca.txt)")
     p.add_argument("--calibration-units", choices=("mm", "cm", "m"), help="units of an anipose TOML (default: inferred from camera spacing)")

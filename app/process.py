@@ -178,24 +178,25 @@ def detect_videos(
     videos: dict[str, Path],
     *,
     device: str = "auto",
+    model: str | Path = "blazepose",
     progress: bool = True,
 ) -> tuple[Poses2D, Rig, dict]:
-    """Run BlazePose on lockstep video frames of every camera.
+    """Run the 2D detector on lockstep video frames of every camera.
 
     Args:
         rig: the cameras, in the order of ``videos``.
         videos: camera name -> video file.
         device: ONNX Runtime device (``auto``, ``cpu``, ``cuda``, ``tensorrt``).
+        model: ``"blazepose"`` or a model card (see :func:`app.detection.open_detector`).
 
     Returns:
-        The 2D keypoints (BlazePose-33, ``(T, C, 33, 2)`` px), the rig fitted to the videos'
+        The 2D keypoints (``(T, C, J, 2)`` px: BlazePose-33, or H36M-17 for card models), the rig fitted to the videos'
         frame sizes, and run statistics (provider, per-view detection rate, timings, problems).
     """
     from tqdm import tqdm
 
     from app.capture.video_files import LockstepVideos
-    from models.blazepose import BlazePoseDetector
-    from models.model_store import ensure_blazepose_models
+    from app.detection import open_detector
 
     reader = LockstepVideos(videos)
     cameras = []
@@ -210,21 +211,21 @@ def detect_videos(
             )
         cameras.append(camera.fitted_to_image(info.width, info.height))
     rig = Rig(tuple(cameras))
-    paths = ensure_blazepose_models(progress=lambda message: logger.info("%s", message))
-    detector = BlazePoseDetector(paths["pose_detection"], paths["pose_landmark_full"], device=device)
-    logger.info("BlazePose on %s", detector.provider)
+    detector = open_detector(model, device)
+    logger.info("2D keypoints from %s on %s", model, detector.provider)
+    J = 33 if detector.joint_set == "blazepose33" else 17
     T, C = len(reader), len(rig)
-    keypoints = np.full((T, C, 33, 2), np.nan)
-    confidence = np.zeros((T, C, 33))
+    keypoints = np.full((T, C, J, 2), np.nan)
+    confidence = np.zeros((T, C, J))
     found = np.zeros((T, C), dtype=bool)
     timings: list[float] = []
     frames_done = 0
     for t, frames in tqdm(reader, total=T, desc="detecting", unit="frame", disable=not progress):
-        result = detector.detect(frames, rig)
+        result = detector(frames, rig)
         keypoints[t] = result.keypoints
         confidence[t] = result.confidence
-        found[t] = [status != "lost" for status in result.status]
-        timings.append(result.timings_ms.get("total", np.nan))
+        found[t] = result.found
+        timings.append(result.milliseconds)
         frames_done = t + 1
     keypoints, confidence, found = keypoints[:frames_done], confidence[:frames_done], found[:frames_done]
     fps = reader.fps or 30.0
@@ -232,9 +233,9 @@ def detect_videos(
         keypoints=keypoints,
         confidence=np.clip(confidence, 0.0, 1.0),
         camera_names=rig.names,
-        joint_set="blazepose33",
+        joint_set=detector.joint_set,
         timestamps=np.arange(frames_done) / fps,
-        source="BlazePose",
+        source=str(model),
     )
     stats = {
         "provider": detector.provider,
@@ -254,6 +255,7 @@ def process_videos(
     robust: bool = True,
     calibration_units: str | None = None,
     device: str = "auto",
+    model: str | Path = "blazepose",
     progress: bool = True,
 ) -> tuple[ProcessResult, Path, dict]:
     """Detect, triangulate and write ``poses2d.npz``, ``poses3d.npz`` and ``poses3d.csv``."""
@@ -264,7 +266,7 @@ def process_videos(
     rig_file = read_rig(calibration_path, units=calibration_units)
     logger.info("%s", rig_file.describe())
     rig, videos = match_videos(rig_file.rig, find_videos(videos_dir), source=videos_dir)
-    poses, rig, stats = detect_videos(rig, videos, device=device, progress=progress)
+    poses, rig, stats = detect_videos(rig, videos, device=device, model=model, progress=progress)
     if poses.num_frames == 0:
         raise InputFileError(f"{videos_dir}: no frame could be read from the videos ({stats['problem']})")
     out_dir = Path(out_dir)

@@ -1,0 +1,185 @@
+"""2D keypoint sources for the pipeline: BlazePose, or any ONNX pose model described by a card.
+
+Every source takes one frame set (a list of ``(H, W, 3)`` uint8 BGR images, one per camera) and
+returns the subject's keypoints in every view; :func:`open_detector` picks the source:
+
+- ``"blazepose"`` (default): :class:`models.blazepose.BlazePoseDetector`, fetched and converted on
+  first use; keypoints in BlazePose-33.
+- a model card (``*.yaml`` beside an ONNX file) of family ``rtmo`` or ``yolo-pose`` (one-stage,
+  several people per image) or ``rtmpose`` (top-down: each view's subject box comes from the
+  previous frame's keypoints, the whole image when there are none); keypoints mapped to H36M-17.
+
+With several people in a view the subject is the one the views agree on: the person whose pelvis
+lies nearest the epipolar lines of the other views' candidates (the Pose2Sim demo has a bystander
+in some views); without a rig, the highest-scored person.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from calibration.errors import CrossviewError
+from calibration.rig import Rig
+
+logger = logging.getLogger(__name__)
+
+#: RTMPose boxes grow by this around the previous keypoints (the model expects some context).
+BOX_GROWTH = 1.25
+#: Below this mean confidence a view's subject counts as lost (RTMPose then looks at the whole image).
+MIN_MEAN_CONFIDENCE = 0.3
+#: A candidate agrees with another view when its pelvis lies this close to an epipolar line, px.
+AGREEMENT_PX = 40.0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FrameKeypoints:
+    """The subject in one frame set.
+
+    Attributes:
+        keypoints: ``(C, J, 2)`` px in the source's joint set; NaN where missing.
+        confidence: ``(C, J)`` in [0, 1].
+        found: ``(C,)`` bool, the subject was found in the view.
+        milliseconds: wall time of the call.
+    """
+
+    keypoints: np.ndarray
+    confidence: np.ndarray
+    found: np.ndarray
+    milliseconds: float
+
+
+def _fundamental(rig: Rig, u: int, v: int) -> np.ndarray:
+    """(3, 3) F with ``x_v^T F x_u = 0`` for undistorted pixels of cameras u and v."""
+    R, t = rig[u].relative_to(rig[v])
+    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+    return np.linalg.inv(rig[v].K).T @ tx @ R @ np.linalg.inv(rig[u].K)
+
+
+def choose_consistent(rig: Rig | None, pelvis: Sequence[np.ndarray], scores: Sequence[np.ndarray]) -> list[int | None]:
+    """Per view, the index of the candidate the views agree on.
+
+    Args:
+        rig: the cameras (view order), or None.
+        pelvis: per view ``(N_v, 2)`` candidate pelvis pixels (NaN allowed).
+        scores: per view ``(N_v,)`` person scores.
+
+    Returns:
+        Per view a candidate index, or None where the view has none. A candidate ranks first by
+        the number of other views holding a candidate within :data:`AGREEMENT_PX` of its
+        epipolar line, then by the summed distance (capped at 1000 px per view), then by score. Two
+        people seen by every view are equally consistent: the score decides between them.
+    """
+    best = [int(np.argmax(s)) if len(s) else None for s in scores]
+    views = [v for v, s in enumerate(scores) if len(s)]
+    if rig is None or len(views) < 2 or all(len(scores[v]) == 1 for v in views):
+        return best
+    undistorted = [rig[v].undistort_points(np.asarray(p, dtype=np.float64)) if len(p) else p for v, p in enumerate(pelvis)]
+    chosen: list[int | None] = list(best)
+    for v in views:
+        cost = np.zeros(len(scores[v]))
+        agreeing = np.zeros(len(scores[v]))
+        for u in views:
+            if u == v:
+                continue
+            F = _fundamental(rig, u, v)
+            xu = np.concatenate([undistorted[u], np.ones((len(undistorted[u]), 1))], axis=1)  # (N_u, 3)
+            xv = np.concatenate([undistorted[v], np.ones((len(undistorted[v]), 1))], axis=1)  # (N_v, 3)
+            lines = xu @ F.T  # (N_u, 3): epipolar lines in view v
+            distance = np.abs(xv @ lines.T) / np.linalg.norm(lines[:, :2], axis=1)  # (N_v, N_u) px
+            nearest = np.nan_to_num(np.nanmin(distance, axis=1), nan=np.inf)  # (N_v,)
+            agreeing += nearest < AGREEMENT_PX
+            cost += np.minimum(nearest, 1000.0)
+        ranking = np.lexsort((-np.asarray(scores[v]), np.round(cost), -agreeing))  # last key first; 1 px steps
+        chosen[v] = int(ranking[0])
+    return chosen
+
+
+class BlazePoseSource:
+    """BlazePose as a keypoint source (BlazePose-33), tracking across calls."""
+
+    joint_set = "blazepose33"
+
+    def __init__(self, device: str = "auto") -> None:
+        from models.blazepose import BlazePoseDetector
+        from models.model_store import ensure_blazepose_models
+
+        paths = ensure_blazepose_models(progress=lambda message: logger.info("%s", message))
+        self.detector = BlazePoseDetector(paths["pose_detection"], paths["pose_landmark_full"], device=device)
+        self.provider = self.detector.provider
+
+    def __call__(self, frames: Sequence[np.ndarray], rig: Rig | None) -> FrameKeypoints:
+        start = time.perf_counter()
+        result = self.detector.detect(frames, rig)
+        found = np.array([status != "lost" for status in result.status])
+        return FrameKeypoints(result.keypoints, result.confidence, found, 1000.0 * (time.perf_counter() - start))
+
+
+class CardModelSource:
+    """An RTMPose, RTMO or YOLO-pose ONNX model described by a card; keypoints mapped to H36M-17."""
+
+    joint_set = "h36m17"
+
+    def __init__(self, card_path: str | Path, device: str = "auto") -> None:
+        from models.model_card import load_model_card
+        from models.pose_decoders import load_pose_model
+
+        self.card = load_model_card(card_path)
+        if self.card.joint_set is None:
+            raise CrossviewError(f"{card_path}: the card names no keypoints.joint_set; the keypoints cannot be mapped")
+        self.model = load_pose_model(self.card, device)
+        self.provider = self.model.model.provider
+        self._boxes: list[np.ndarray | None] = []
+
+    def _rtmpose_boxes(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if len(self._boxes) != len(frames):
+            self._boxes = [None] * len(frames)
+        boxes = []
+        for frame, box in zip(frames, self._boxes):
+            height, width = frame.shape[:2]
+            boxes.append(np.array([[0.0, 0.0, width - 1.0, height - 1.0]]) if box is None else box[None])
+        return boxes
+
+    def _remember_boxes(self, keypoints: np.ndarray, confidence: np.ndarray, found: np.ndarray) -> None:
+        for v in range(len(keypoints)):
+            seen = confidence[v] > 0
+            if not found[v] or seen.sum() < 3:
+                self._boxes[v] = None
+                continue
+            low, high = np.nanmin(keypoints[v, seen], axis=0), np.nanmax(keypoints[v, seen], axis=0)
+            centre, half = (low + high) / 2, (high - low) / 2 * BOX_GROWTH
+            self._boxes[v] = np.concatenate([centre - half, centre + half])
+
+    def __call__(self, frames: Sequence[np.ndarray], rig: Rig | None) -> FrameKeypoints:
+        start = time.perf_counter()
+        is_rtmpose = self.card.family == "rtmpose"
+        people = self.model(frames, self._rtmpose_boxes(frames)) if is_rtmpose else self.model(frames)
+        mapped = [self.card.to_h36m17(p.keypoints, p.confidence) for p in people]  # per view (N, 17, 2), (N, 17)
+        chosen = choose_consistent(rig, [kp[:, 0] for kp, _ in mapped], [p.scores for p in people])
+        C = len(frames)
+        keypoints = np.full((C, 17, 2), np.nan)
+        confidence = np.zeros((C, 17))
+        for v, index in enumerate(chosen):
+            if index is not None:
+                keypoints[v], confidence[v] = mapped[v][0][index], mapped[v][1][index]
+        found = confidence.mean(axis=1) >= MIN_MEAN_CONFIDENCE
+        if is_rtmpose:
+            self._remember_boxes(keypoints, confidence, found)
+        return FrameKeypoints(keypoints, confidence, found, 1000.0 * (time.perf_counter() - start))
+
+
+def open_detector(model: str | Path = "blazepose", device: str = "auto"):
+    """``"blazepose"`` or the path of a model card (or of an ONNX file with a card beside it)."""
+    if str(model) == "blazepose":
+        return BlazePoseSource(device)
+    path = Path(model)
+    if path.suffix.lower() == ".onnx":
+        path = path.with_suffix(".yaml")
+    if not path.is_file():
+        raise CrossviewError(f"{model}: no such model card; pass 'blazepose' or a card .yaml beside its ONNX file")
+    return CardModelSource(path, device)
