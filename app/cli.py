@@ -136,6 +136,12 @@ def _cmd_calibration(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_gui(args: argparse.Namespace) -> int:
+    from app.gui.main import run_gui
+
+    return run_gui(args.take)
+
+
 def _cmd_sample(args: argparse.Namespace) -> int:
     from app.sample import make_sample
 
@@ -176,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lifter", default="none", help="single-view lifter: none")
     p.add_argument("--plain-dlt", action="store_true", help="plain confidence-weighted DLT instead of robust triangulation")
     p.set_defaults(func=_cmd_process)
+
+    p = sub.add_parser("gui", help="open the desktop app (the default when no command is given), optionally on a take")
+    p.add_argument("take", type=Path, nargs="?", help="take folder (calibration, videos/, poses2d.npz, poses3d.npz)")
+    p.set_defaults(func=_cmd_gui)
 
     p = sub.add_parser("sample", help="write the bundled synthetic sample take (2D keypoints, calibration, 3D truth)")
     p.add_argument("out", type=Path, nargs="?", default=Path("sample-take"), help="folder to write (default: sample-take)")
@@ -219,9 +229,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"crossview {version('crossview')}")
         return 0
-    if args.command is None:
-        parser.print_help()
-        return 0
+    if args.command is None:  # plain "crossview" opens the desktop app
+        args.func, args.take = _cmd_gui, None
     try:
         return int(args.func(args) or 0)
     except CrossviewError as exc:

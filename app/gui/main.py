@@ -1,0 +1,58 @@
+"""``crossview gui [TAKE]``: start the desktop app, optionally with a take open."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from calibration.errors import CrossviewError
+
+logger = logging.getLogger(__name__)
+
+GUI_EXTRA_HINT = "install the desktop app's packages: pip install PyQt6 pyqtgraph PyOpenGL"
+
+
+def check_display() -> None:
+    """Raise a clear error instead of letting Qt abort the process when there is no screen.
+
+    Raises:
+        CrossviewError: on Linux with neither ``DISPLAY`` nor ``WAYLAND_DISPLAY`` (and no
+            ``QT_QPA_PLATFORM`` chosen).
+    """
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("QT_QPA_PLATFORM")
+    ):
+        raise CrossviewError(
+            "no display: the desktop app needs a screen (DISPLAY or WAYLAND_DISPLAY is not set); "
+            "run it on a desktop, through 'ssh -X', or under 'xvfb-run'"
+        )
+
+
+def run_gui(take_folder: str | Path | None = None) -> int:
+    """Show the main window (with ``take_folder`` open, if given) until it is closed.
+
+    Errors opening the take appear in the window. Returns the Qt event loop's exit status.
+
+    Raises:
+        CrossviewError: the GUI packages are missing or there is no display.
+    """
+    try:
+        from PyQt6.QtCore import Qt
+        from PyQt6.QtWidgets import QApplication
+
+        from app.gui.main_window import MainWindow
+    except ImportError as exc:
+        raise CrossviewError(f"the desktop app cannot start ({exc}); {GUI_EXTRA_HINT}") from None
+    check_display()
+    if QApplication.instance() is None:
+        # pyqtgraph caches GL shader programs across 3D views: their contexts must share.
+        QApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "crossview"])
+    app.setApplicationName("Crossview")
+    window = MainWindow()
+    window.show()
+    if take_folder is not None:
+        window.presenter.open_take(Path(take_folder))
+    return int(app.exec())
