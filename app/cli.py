@@ -40,6 +40,10 @@ def _cmd_process(args: argparse.Namespace) -> int:
             print(f"warning: {stats['problem']}")
         print(f"wrote {out_dir / 'poses2d.npz'}")
         _print_summary(result, out_dir)
+        for folder in {Path(out_dir), Path(args.videos).parent}:
+            if (folder / "ground_truth.npz").is_file():
+                _print_accuracy(result.points, folder / "ground_truth.npz")
+                break
         return 0
     if args.input is None:
         raise CrossviewError("crossview process needs INPUT (keypoints or a take folder) or --videos DIR")
@@ -161,7 +165,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     )
     videos = ", videos/" if args.videos else ""
     print(f"wrote the sample to {folder}: calibration.yaml, poses2d.npz, ground_truth.npz{videos}")
-    print(f"next: crossview process {folder}")
+    if args.videos:
+        print(f"next: crossview process --videos {folder}/videos --calibration {folder}/calibration.yaml --out {folder}")
+    else:
+        print(f"next: crossview process {folder}")
     return 0
 
 
