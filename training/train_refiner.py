@@ -1,0 +1,251 @@
+"""Train the CV-UGCN refiner with seed 000's weak objective (no 3D labels).
+
+Reads top to bottom: config, data, model, optimiser, loop. ``train(config) -> run_dir``; the run
+directory holds ``config.json``, ``checkpoint.pt`` (model, optimiser and scheduler state, the
+config, the epoch: a run restarted with the same directory resumes), ``metrics.csv`` (one row per
+epoch) and ``loss.png``.
+
+Schedule (seed 000): Adam, lr 1e-3, batch 256, lr x 0.9 whenever the training loss has not
+improved for 10 epochs. Validation each epoch is on *training-split motion* seen through new rigs
+and new noise (a different seed): the CMU test split is kept for :mod:`training.evaluate`. The
+3D truth is used only to report validation MPJPE, never by the loss.
+
+Command line::
+
+    python -m training.train_refiner --out runs --epochs 100 --widths 128 192 256 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from calibration.errors import CrossviewError
+from training.cvugcn import CVUGCN, CVUGCNConfig, count_parameters
+from training.data import DataConfig, RefinerDataset, loader
+from training.evaluate import refine_dataset, score
+from training.losses import LossWeights, refiner_losses
+
+log = logging.getLogger(__name__)
+
+LOSS_KEYS = ("total", "reprojection_px", "symmetry_mm", "transform_mm", "bone_direction")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    # where
+    out_dir: str = "runs"
+    run_name: str = "cvugcn"
+    # data (train split; validation uses new rigs and noise on the same motion)
+    data: DataConfig = field(default_factory=DataConfig)
+    val_passes: int = 1
+    val_seed: int = 100
+    # model
+    model: CVUGCNConfig = field(default_factory=CVUGCNConfig)
+    # optimisation (seed 000)
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 1e-3
+    lr_factor: float = 0.9
+    lr_patience_epochs: int = 10
+    weights: LossWeights = field(default_factory=LossWeights)
+    grad_clip: float = 10.0
+    # limits (short runs, tests)
+    max_steps_per_epoch: int | None = None
+    max_minutes: float | None = None  # stop after the epoch that crosses this wall-clock budget
+    # system
+    device: str = "cpu"
+    num_threads: int | None = None
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        nested = {"data": DataConfig, "model": CVUGCNConfig, "weights": LossWeights}
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise CrossviewError(f"unknown training config keys: {', '.join(sorted(unknown))}")
+        kwargs = {}
+        for key, value in values.items():
+            if key in nested:
+                value = nested[key](**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+            kwargs[key] = value
+        return cls(**kwargs)
+
+
+def _device(name: str) -> torch.device:
+    """The requested device; asking for CUDA without one is an error, never a silent CPU fall-back."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CrossviewError(f"device {name!r} requested but torch sees no CUDA device; use --device cpu")
+    return device
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in LOSS_KEYS:
+        left.plot(epochs, [r[f"train_{key}"] for r in rows], label=key)
+    left.set_yscale("log")
+    left.set_xlabel("epoch")
+    left.set_title("training losses (weak, no 3D)")
+    left.legend(fontsize=8)
+    right.plot(epochs, [r["val_triangulation_mpjpe_mm"] for r in rows], "k--", label="triangulation")
+    right.plot(epochs, [r["val_refined_mpjpe_mm"] for r in rows], "C3", label="refined")
+    right.set_xlabel("epoch")
+    right.set_ylabel("MPJPE, mm (root-relative)")
+    right.set_title("validation (new rigs and noise)")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(config: TrainConfig) -> Path:
+    """Train (or resume) a refiner; returns the run directory."""
+    # ---- setup
+    run_dir = Path(config.out_dir) / config.run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    torch.manual_seed(config.seed)
+    device = _device(config.device)
+    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+
+    # ---- data: generated and triangulated once, in memory
+    started = time.monotonic()
+    train_set = RefinerDataset.build(config.data)
+    val_set = RefinerDataset.build(replace(config.data, seed=config.val_seed, passes=config.val_passes))
+    log.info("data: %d training and %d validation frames in %.1f s", len(train_set), len(val_set),
+             time.monotonic() - started)
+    batches = loader(train_set, config.batch_size, shuffle=True, seed=config.seed)
+
+    # ---- model, optimiser, schedule
+    model = CVUGCN(config.model).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    # seed 000: x0.9 whenever the training loss has not improved for 10 epochs.
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.lr_factor,
+                                                           patience=config.lr_patience_epochs)
+    log.info("CV-UGCN: %d parameters (%.1f MB float32) on %s", count_parameters(model),
+             count_parameters(model) * 4 / 1e6, device)
+
+    # ---- resume
+    checkpoint_path = run_dir / "checkpoint.pt"
+    rows: list[dict] = []
+    first_epoch = 0
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rows = state["rows"]
+        first_epoch = state["epoch"] + 1
+        log.info("resumed %s at epoch %d", checkpoint_path, first_epoch)
+
+    # ---- loop
+    run_started = time.monotonic()
+    for epoch in range(first_epoch, config.epochs):
+        epoch_started = time.monotonic()
+        model.train()
+        batches.batch_sampler.set_epoch(epoch)
+        sums = {k: 0.0 for k in LOSS_KEYS}
+        steps = 0
+        for batch in batches:
+            batch = _to(batch, device)
+            refined = model(batch["points_cam"], batch["confidence"])
+            losses = refiner_losses(refined, batch["target_keypoints"], batch["target_confidence"],
+                                    batch["K"], batch["dist"], batch["R"], batch["t"], weights=config.weights)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            for k in LOSS_KEYS:
+                sums[k] += float(losses[k].detach())
+            steps += 1
+            if config.max_steps_per_epoch and steps >= config.max_steps_per_epoch:
+                break
+        train_means = {k: v / max(steps, 1) for k, v in sums.items()}
+        scheduler.step(train_means["total"])
+
+        # validation: MPJPE of the fused world pose against the truth (reporting only)
+        coarse, refined_world, truth = refine_dataset(model, val_set, batch_size=1024, device=device)
+        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "steps": steps,
+               **{f"train_{k}": v for k, v in train_means.items()},
+               "val_triangulation_mpjpe_mm": score(coarse, truth)["mpjpe_mm"],
+               "val_refined_mpjpe_mm": score(refined_world, truth)["mpjpe_mm"],
+               "epoch_s": time.monotonic() - epoch_started}
+        rows.append(row)
+        log.info("epoch %d: loss %.3f (reproj %.2f px, sym %.2f mm, transf %.2f mm), val MPJPE %.1f -> %.1f mm, %.0f s",
+                 epoch, train_means["total"], train_means["reprojection_px"], train_means["symmetry_mm"],
+                 train_means["transform_mm"], row["val_triangulation_mpjpe_mm"], row["val_refined_mpjpe_mm"],
+                 row["epoch_s"])
+
+        # ---- checkpoint (atomic: a crash never leaves half a file), metrics, plot
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "epoch": epoch, "rows": rows, "config": config.to_dict()}
+        tmp = checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(checkpoint_path)
+        with open(run_dir / "metrics.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        _plot(rows, run_dir / "loss.png")
+        if config.max_minutes is not None and time.monotonic() - run_started > 60 * config.max_minutes:
+            log.info("stopping after epoch %d: the %.1f-minute budget is spent", epoch, config.max_minutes)
+            break
+    return run_dir
+
+
+def load_refiner(run_dir: str | Path, device: str = "cpu") -> tuple[CVUGCN, TrainConfig]:
+    """The trained model (eval mode) and its config from a run directory's checkpoint."""
+    state = torch.load(Path(run_dir) / "checkpoint.pt", map_location=device, weights_only=False)
+    config = TrainConfig.from_dict(state["config"])
+    model = CVUGCN(config.model)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), config
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="runs")
+    parser.add_argument("--name", default="cvugcn")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--passes", type=int, default=4)
+    parser.add_argument("--target", default="detections", choices=("detections", "independent", "clean"))
+    parser.add_argument("--widths", type=int, nargs=3, default=(128, 192, 256))
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    config = TrainConfig(out_dir=args.out, run_name=args.name, epochs=args.epochs, batch_size=args.batch_size,
+                         data=DataConfig(passes=args.passes, target=args.target),
+                         model=CVUGCNConfig(widths=tuple(args.widths)), max_minutes=args.max_minutes,
+                         device=args.device, num_threads=args.threads)
+    print(train(config))
+
+
+if __name__ == "__main__":
+    main()
