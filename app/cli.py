@@ -140,6 +140,26 @@ def _cmd_calibration(args: argparse.Namespace) -> int:
     return 0
 
 
+def _torch_module(name: str):
+    """Import a training module, or say which extra installs torch."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == "torch":
+            raise CrossviewError(
+                "training needs PyTorch: pip install torch==2.13.0 (CPU) or a CUDA build, then pip install -e '.[train]'"
+            ) from None
+        raise
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    module = {"refiner": "training.train_refiner", "evaluate": "training.evaluate", "export": "training.export"}[args.what]
+    _torch_module(module).main(args.rest)
+    return 0
+
+
 def _cmd_gui(args: argparse.Namespace) -> int:
     from app.gui.main import run_gui
 
@@ -215,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--videos", action="store_true", help="also render videos/<camera>.mp4 of a shaded mannequin (BlazePose detects it; ~0.1 s per frame and camera)")
     p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser(
+        "train",
+        help="train the CV-UGCN refiner without 3D labels (refiner), evaluate a run (evaluate) or export it to ONNX (export)",
+        description="crossview train refiner|evaluate|export [ARGS]; ARGS go to the training module (--help lists them).",
+    )
+    p.add_argument("what", choices=("refiner", "evaluate", "export"))
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the training module")
+    p.set_defaults(func=_cmd_train)
 
     from app.bench import BENCHMARKS
 
