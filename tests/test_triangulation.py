@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from app.bench.triangulation import bench_rig
 from calibration import Camera, Rig, look_at
 from calibration.errors import CrossviewError, ShapeError
 from calibration.triangulation import (
@@ -26,19 +27,8 @@ from calibration.triangulation import (
 
 
 def ring_rig(cameras: int, *, distortion: bool = False, seed: int = 0) -> Rig:
-    rng = np.random.default_rng(seed)
-    members = []
-    for i in range(cameras):
-        angle = 2 * np.pi * i / cameras + rng.uniform(-0.2, 0.2)
-        radius = rng.uniform(2500.0, 4500.0)
-        center = (radius * np.cos(angle), radius * np.sin(angle), rng.uniform(1000.0, 2500.0))
-        dist = None
-        if distortion:
-            dist = (rng.uniform(-0.12, 0.05), rng.uniform(-0.02, 0.02), *rng.uniform(-5e-4, 5e-4, 2),
-                    rng.uniform(-0.005, 0.005))
-        members.append(look_at(f"cam{i}", center, (0.0, 0.0, 950.0), width=1920, height=1080,
-                               focal_px=rng.uniform(1100.0, 1500.0), dist=dist))
-    return Rig(tuple(members))
+    """The benchmark's ring: cameras 2.5-4.5 m around a person-sized volume, 1920x1080."""
+    return bench_rig(distortion, cameras=cameras, seed=seed)
 
 
 def volume_points(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
