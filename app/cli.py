@@ -254,10 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench)
 
     from app.calibrate_cli import add_parser as add_calibrate_parser
+    from app.export_cli import add_parser as add_export_parser
     from app.models_cli import add_models_parser
 
     add_models_parser(sub)
     add_calibrate_parser(sub)
+    add_export_parser(sub)
 
     p = sub.add_parser("calibration", help="show or convert a calibration file")
     p.add_argument("action", choices=("show", "convert"))

@@ -57,6 +57,10 @@ class InputFileError(CrossviewError):
     """A keypoint, pose or video file that cannot be read or holds inconsistent data."""
 
 
+class CaptureError(CrossviewError):
+    """A camera or stream that cannot be opened or read; the message names the source and what to do."""
+
+
 class ShapeError(CrossviewError, ValueError):
     """An array argument whose shape is not the one documented."""
 

@@ -9,7 +9,7 @@ import pytest
 
 from app.cli import build_parser, main
 
-COMMANDS = ("process", "sample", "gui", "train", "bench", "models", "calibrate", "calibration")
+COMMANDS = ("process", "sample", "gui", "train", "bench", "models", "calibrate", "calibration", "export")
 
 
 def test_help_lists_every_subcommand() -> None:
