@@ -56,7 +56,10 @@ class DataConfig:
     split: str = "train"
     num_cameras: tuple[int, int] = (2, 4)
     noise: str = "medium"
-    target: str = "detections"
+    # "independent": the 2D targets come from a second simulated detector run on the same frames,
+    # as a user's recording gives detections the triangulation did not already fit (the refiner
+    # learned with it; "detections" gives it nothing new, "clean" is an upper bound).
+    target: str = "independent"
     seed: int = 0
     passes: int = 4  # walks over the split, each with new rigs, placements and noise
     num_frames: int = 30  # frames per chunk (one rig per chunk)

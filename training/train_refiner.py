@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="cvugcn")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--passes", type=int, default=4)
-    parser.add_argument("--target", default="detections", choices=("detections", "independent", "clean"))
+    parser.add_argument("--target", default="independent", choices=("detections", "independent", "clean"))
     parser.add_argument("--widths", type=int, nargs=3, default=(128, 192, 256))
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--max-minutes", type=float, default=None)
