@@ -12,7 +12,6 @@ has camera cam_1 one frame out of step with the timestamps: the calibration find
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +20,11 @@ import pytest
 from calibration import load_rig
 from calibration.files import read_rig
 from calibration.quality import compare_rigs
+from models.synthetic.mocap import shared_data_dir
 
 
 def session() -> Path:
-    env = os.environ.get("CROSSVIEW_SHARED_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    folder = root / "caliscope_charuco"
+    folder = shared_data_dir() / "caliscope_charuco"
     if not (folder / "extrinsic" / "cam_0.mp4").is_file():
         pytest.skip(f"shared data not available: {folder}")
     return folder

@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 
 from calibration.errors import InputFileError
+from calibration.video_views import VIDEO_SUFFIXES  # one list of video file types for the project
 
 logger = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
 @dataclass(frozen=True, slots=True)
