@@ -10,7 +10,8 @@ project's robust triangulation (vectorised over frames and joints) and stores pe
 - ``target_keypoints (V, J, 2)`` px and ``target_confidence (V, J)``: what the reprojection loss
   fits (see ``target`` below);
 - the cameras: ``K (V, 3, 3)``, ``dist (V, 5)``, ``R (V, 3, 3)``, ``t (V, 3)`` mm;
-- ``points3d (J, 3)`` mm, the truth: used for evaluation only, never by the losses.
+- ``points3d (J, 3)`` mm, the truth: used for evaluation (and by the clearly labelled supervised
+  baseline, ``TrainConfig.supervised``), never by the weak losses.
 
 ``target`` chooses the 2D that the reprojection loss fits:
 
@@ -39,11 +40,13 @@ from torch.utils.data import Dataset, Sampler
 from calibration.errors import CrossviewError
 from calibration.triangulation import triangulate
 from models.synthetic import make_multiview, synthetic_dataset
+from models.synthetic.noise import PRESET_NAMES
 from training.losses import NUM_DIST
 
 log = logging.getLogger(__name__)
 
 TARGETS = ("detections", "independent", "clean")
+MIXED_NOISE = ("medium", "low", "high")
 #: A frame is kept when triangulation placed at least this many joints.
 MIN_COARSE_JOINTS = 9
 FIELDS = ("coarse_world", "confidence", "target_keypoints", "target_confidence", "K", "dist", "R", "t", "points3d")
@@ -55,6 +58,8 @@ class DataConfig:
 
     split: str = "train"
     num_cameras: tuple[int, int] = (2, 4)
+    # A detector preset ("low", "medium", "high") or "mixed": pass p uses MIXED_NOISE[p % 3], so a
+    # model trained on it sees the range of detectors it is evaluated on.
     noise: str = "medium"
     # "independent": the 2D targets come from a second simulated detector run on the same frames,
     # as a user's recording gives detections the triangulation did not already fit (the refiner
@@ -71,6 +76,8 @@ class DataConfig:
             raise CrossviewError(f"unknown reprojection target {self.target!r}; use one of {', '.join(TARGETS)}")
         if self.passes < 1:
             raise CrossviewError(f"passes must be >= 1, got {self.passes}")
+        if self.noise != "mixed" and self.noise not in PRESET_NAMES:
+            raise CrossviewError(f"unknown noise {self.noise!r}; use mixed or one of {', '.join(PRESET_NAMES)}")
 
 
 def _camera_arrays(rig) -> dict[str, np.ndarray]:
@@ -121,11 +128,12 @@ def build_arrays(config: DataConfig, *, num_cameras: int | tuple[int, int] | Non
     cameras = num_cameras if num_cameras is not None else config.num_cameras
     groups: dict[int, dict[str, list]] = {}
     for p in range(config.passes):
-        samples = synthetic_dataset(config.split, num_cameras=cameras, noise=noise, seed=config.seed * 1000 + p,
+        pass_noise = MIXED_NOISE[p % len(MIXED_NOISE)] if noise == "mixed" else noise
+        samples = synthetic_dataset(config.split, num_cameras=cameras, noise=pass_noise, seed=config.seed * 1000 + p,
                                     num_frames=config.num_frames, fps=config.fps, max_sequences=config.max_sequences)
         for i, sample in enumerate(samples):
             rng = np.random.default_rng([config.seed, p, i, 7])
-            arrays = sample_arrays(sample, config.target, noise, rng)
+            arrays = sample_arrays(sample, config.target, pass_noise, rng)
             group = groups.setdefault(sample.num_cameras, {f: [] for f in FIELDS})
             for f in FIELDS:
                 group[f].append(arrays[f])

@@ -66,13 +66,17 @@ def score(pred: np.ndarray, truth: np.ndarray, *, full: bool = False) -> dict:
     return {"mpjpe_mm": mpjpe(root_relative(pred), root_relative(truth))}
 
 
-def evaluate_refiner(model: CVUGCN, *, views=VIEWS, noises=NOISES, passes: int = 1, seed: int = TEST_SEED,
-                     device: str = "cpu", max_sequences: int | None = None) -> dict:
+def evaluate_refiner(model: CVUGCN, *, baseline: CVUGCN | None = None, views=VIEWS, noises=NOISES,
+                     passes: int = 1, seed: int = TEST_SEED, device: str = "cpu",
+                     max_sequences: int | None = None) -> dict:
     """The test-split comparison.
 
+    ``baseline`` (optional) is the fully supervised model of the table's labelled baseline column,
+    scored on the very same frames.
+
     Returns:
-        ``{"V=2/medium": {"num_frames", "triangulation": metrics, "refined": metrics,
-        "mpjpe_ratio"}, ...}`` (metrics from :func:`score` with ``full=True``).
+        ``{"V=2/medium": {"views", "noise", "num_frames", "triangulation": metrics, "refined": metrics,
+        "mpjpe_ratio"[, "supervised": metrics]}, ...}`` (metrics from :func:`score` with ``full=True``).
     """
     results = {}
     for V in views:
@@ -82,26 +86,50 @@ def evaluate_refiner(model: CVUGCN, *, views=VIEWS, noises=NOISES, passes: int =
             dataset = RefinerDataset.build(config)
             coarse, refined, truth = refine_dataset(model, dataset, device=device)
             tri, ref = score(coarse, truth, full=True), score(refined, truth, full=True)
-            results[f"V={V}/{noise}"] = {"views": V, "noise": noise, "num_frames": len(truth),
-                                         "triangulation": tri, "refined": ref,
-                                         "mpjpe_ratio": ref["mpjpe_mm"] / tri["mpjpe_mm"]}
+            entry = {"views": V, "noise": noise, "num_frames": len(truth), "triangulation": tri, "refined": ref,
+                     "mpjpe_ratio": ref["mpjpe_mm"] / tri["mpjpe_mm"]}
+            if baseline is not None:
+                entry["supervised"] = score(refine_dataset(baseline, dataset, device=device)[1], truth, full=True)
+            results[f"V={V}/{noise}"] = entry
             log.info("V=%d %s: MPJPE %.1f -> %.1f mm (x%.3f)", V, noise, tri["mpjpe_mm"], ref["mpjpe_mm"],
                      ref["mpjpe_mm"] / tri["mpjpe_mm"])
     return results
 
 
-def markdown_table(results: dict) -> str:
-    """The results as a Markdown table (mm; PCK in %). MPJPE and P-MPJPE are root-relative,
-    "abs." is the plain distance in the world frame."""
-    lines = ["| views | noise | frames | MPJPE tri | MPJPE refined | ratio | P-MPJPE tri | P-MPJPE refined "
-             "| abs. MPJPE tri | abs. MPJPE refined | PCK150 tri | PCK150 refined |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+METRIC_COLUMNS = (("p_mpjpe_mm", "P-MPJPE"), ("n_mpjpe_mm", "N-MPJPE"), ("pck_percent", "PCK150 (%)"),
+                  ("auc_percent", "AUC (%)"), ("pss", "PSS"))
+
+
+def results_table(results: dict) -> tuple[list[str], list[list]]:
+    """Column names and rows of the results table (mm unless stated; MPJPE is root-relative).
+
+    The "supervised" column, when present, is the clearly labelled baseline trained on 3D truth.
+    """
+    has_baseline = all("supervised" in r for r in results.values())
+    columns = ["views", "noise", "frames", "MPJPE tri (mm)", "MPJPE refined (mm)", "ratio"]
+    if has_baseline:
+        columns.append("MPJPE supervised baseline, 3D labels (mm)")
+    for _, label in METRIC_COLUMNS:
+        columns += [f"{label} tri", f"{label} refined"]
+    rows = []
     for r in results.values():
         t, f = r["triangulation"], r["refined"]
-        lines.append(f"| {r['views']} | {r['noise']} | {r['num_frames']} | {t['mpjpe_mm']:.1f} | {f['mpjpe_mm']:.1f} "
-                     f"| {r['mpjpe_ratio']:.3f} | {t['p_mpjpe_mm']:.1f} | {f['p_mpjpe_mm']:.1f} "
-                     f"| {t['absolute_mpjpe_mm']:.1f} | {f['absolute_mpjpe_mm']:.1f} "
-                     f"| {t['pck_percent']:.1f} | {f['pck_percent']:.1f} |")
+        row = [r["views"], r["noise"], r["num_frames"], t["mpjpe_mm"], f["mpjpe_mm"], r["mpjpe_ratio"]]
+        if has_baseline:
+            row.append(r["supervised"]["mpjpe_mm"])
+        for key, _ in METRIC_COLUMNS:
+            row += [t[key], f[key]]
+        rows.append(row)
+    return columns, rows
+
+
+def markdown_table(results: dict) -> str:
+    """The results as a Markdown table (see :func:`results_table`)."""
+    columns, rows = results_table(results)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) and abs(v) < 2 else
+                                       f"{v:.1f}" if isinstance(v, float) else str(v) for v in row) + " |")
     return "\n".join(lines)
 
 
@@ -118,12 +146,14 @@ def plot_results(results: dict, path: str | Path) -> None:
         rows = [r for r in results.values() if r["views"] == V]
         x = np.arange(len(rows))
         ax.plot(x, [r["triangulation"]["mpjpe_mm"] for r in rows], "k--o", label="triangulation")
-        ax.plot(x, [r["refined"]["mpjpe_mm"] for r in rows], "C3-o", label="+ CV-UGCN")
+        ax.plot(x, [r["refined"]["mpjpe_mm"] for r in rows], "C3-o", label="+ CV-UGCN (no 3D labels)")
+        if all("supervised" in r for r in rows):
+            ax.plot(x, [r["supervised"]["mpjpe_mm"] for r in rows], "C0:s", label="supervised baseline (3D labels)")
         ax.set_xticks(x, [r["noise"] for r in rows])
         ax.set_title(f"{V} views, CMU test")
         ax.set_xlabel("detector noise preset")
     axes[0, 0].set_ylabel("MPJPE, mm (root-relative)")
-    axes[0, 0].legend()
+    axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -135,18 +165,34 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir")
     parser.add_argument("--out", default=None, help="folder for results.json, results.md, error_vs_noise.png")
+    parser.add_argument("--baseline", default=None, help="a run trained with --supervised: the labelled 3D-supervised column")
     parser.add_argument("--passes", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--store", action="store_true",
+                        help="also store the table in assets/results/benchmarks.json and refresh the README")
+    parser.add_argument("--notes", default="", help="text stored under the table with --store")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     model, _ = load_refiner(args.run_dir, args.device)
-    results = evaluate_refiner(model, passes=args.passes, device=args.device)
+    baseline = load_refiner(args.baseline, args.device)[0] if args.baseline else None
+    results = evaluate_refiner(model, baseline=baseline, passes=args.passes, device=args.device)
     out = Path(args.out or Path(args.run_dir) / "evaluation")
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(markdown_table(results) + "\n")
     plot_results(results, out / "error_vs_noise.png")
     print(markdown_table(results))
+    if args.store:
+        import datetime
+
+        from app.bench import machine_description, render_readme, store_result
+
+        columns, rows = results_table(results)
+        store_result({"name": "refiner-evaluation", "title": "CV-UGCN refiner vs triangulation, CMU test split",
+                      "columns": columns, "rows": rows, "notes": args.notes, "quick": False,
+                      "machine": machine_description(),
+                      "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
+        render_readme()
 
 
 if __name__ == "__main__":
