@@ -19,43 +19,47 @@ logger = logging.getLogger("crossview")
 # ------------------------------------------------------------------------------------------------
 # Subcommands
 def _cmd_process(args: argparse.Namespace) -> int:
-    from app.process import process, process_videos
+    from app.process import process, process_take, process_videos
 
-    if args.videos is not None:
-        if args.calibration is None or args.out is None:
-            raise CrossviewError("crossview process --videos DIR needs --calibration FILE and --out DIR")
-        result, out_dir, stats = process_videos(
-            args.videos,
-            calibration_path=args.calibration,
-            out_dir=args.out,
-            robust=not args.plain_dlt,
-            calibration_units=args.calibration_units,
-            device=args.device,
-            model=args.model,
-        )
+    options = dict(refiner=args.refiner, lifter=args.lifter, robust=not args.plain_dlt, smooth=args.filter,
+                   min_cutoff_hz=args.filter_min_cutoff, beta=args.filter_beta)
+    take = args.input if args.input is not None and args.input.is_dir() and (args.input / "videos").is_dir() else None
+    if args.videos is not None or take is not None:
+        video_options = dict(options, calibration_units=args.calibration_units, device=args.device, model=args.model)
+        if take is not None and args.videos is None:
+            result, out_dir, stats = process_take(take, out_dir=args.out, calibration_path=args.calibration,
+                                                  **video_options)
+            videos_dir = take / "videos"
+        else:
+            if args.calibration is None or args.out is None:
+                raise CrossviewError("crossview process --videos DIR needs --calibration FILE and --out DIR")
+            result, out_dir, stats = process_videos(args.videos, calibration_path=args.calibration, out_dir=args.out,
+                                                    **video_options)
+            videos_dir = args.videos
         rates = ", ".join(f"{name} {100 * rate:.1f} %" for name, rate in stats["detection_rate"].items())
         print(f"{args.model} ({stats['provider']}): person found in {rates} of {stats['frames']} frames; "
               f"{stats['detector_ms_median']:.1f} ms per frame set (median)")
+        stages = stats["stage_ms"]
+        ran = [s for s in ("detect", "triangulate", "refine", "lift", "filter") if stages[s]["p95"] > 0]
+        print("latency per frame set, median (p95): " + ", ".join(
+            f"{s} {stages[s]['median']:.1f} ({stages[s]['p95']:.1f}) ms" for s in ran)
+            + f"; {1000.0 / stages['total']['median']:.1f} frame sets/s")
+        if stats["missing_cameras"]:
+            print(f"warning: no video for camera(s) {', '.join(stats['missing_cameras'])} of the calibration; "
+                  f"processed {', '.join(result.camera_names)}")
         if stats["problem"]:
             print(f"warning: {stats['problem']}")
         print(f"wrote {out_dir / 'poses2d.npz'}")
         _print_summary(result, out_dir)
-        for folder in {Path(out_dir), Path(args.videos).parent}:
+        for folder in {Path(out_dir), Path(videos_dir).parent}:
             if (folder / "ground_truth.npz").is_file():
                 _print_accuracy(result.points, folder / "ground_truth.npz")
                 break
         return 0
     if args.input is None:
-        raise CrossviewError("crossview process needs INPUT (keypoints or a take folder) or --videos DIR")
-    result, out_dir = process(
-        args.input,
-        calibration_path=args.calibration,
-        out_dir=args.out,
-        refiner=args.refiner,
-        lifter=args.lifter,
-        robust=not args.plain_dlt,
-        calibration_units=args.calibration_units,
-    )
+        raise CrossviewError("crossview process needs INPUT (a take folder or keypoints) or --videos DIR")
+    result, out_dir = process(args.input, calibration_path=args.calibration, out_dir=args.out,
+                              calibration_units=args.calibration_units, **options)
     _print_summary(result, out_dir)
     truth = Path(args.input) / "ground_truth.npz" if Path(args.input).is_dir() else None
     if truth is not None and truth.is_file():
@@ -75,6 +79,8 @@ def _print_summary(result, out_dir: Path) -> None:
         f"reprojection error: median {summary['reprojection_error_median_px']:.2f} px, "
         f"p95 {summary['reprojection_error_p95_px']:.2f} px"
     )
+    if summary["methods_pct"]:
+        print("3D from: " + ", ".join(f"{name} {pct:.1f} %" for name, pct in sorted(summary["methods_pct"].items())))
 
 
 def _print_accuracy(points, truth_path: Path) -> None:
@@ -155,7 +161,13 @@ def _torch_module(name: str):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    module = {"refiner": "training.train_refiner", "evaluate": "training.evaluate", "export": "training.export"}[args.what]
+    if args.what in ("evaluate", "export") and args.rest and _torch_module("training.lifter").is_lifter_run(args.rest[0]):
+        # A lifter run (its config.json says "kind": "lifter") has its own evaluation and export.
+        module = _torch_module({"evaluate": "training.lifter_evaluate", "export": "training.lifter"}[args.what])
+        (module.main if args.what == "evaluate" else module.main_export)(args.rest)
+        return 0
+    module = {"refiner": "training.train_refiner", "lifter": "training.lifter_train", "evaluate": "training.evaluate",
+              "export": "training.export"}[args.what]
     _torch_module(module).main(args.rest)
     return 0
 
@@ -164,6 +176,28 @@ def _cmd_gui(args: argparse.Namespace) -> int:
     from app.gui.main import run_gui
 
     return run_gui(args.take)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from app.gui.demo import ensure_sample_take, sample_is_complete, sample_take_dir
+    from app.gui.main import check_display, run_gui
+
+    check_display()  # before minutes of rendering, not after
+    folder = args.folder or sample_take_dir()
+    if not sample_is_complete(folder):
+        from tqdm import tqdm
+
+        print(f"making the sample take in {folder} (rendering three videos, about a minute and a half)")
+        bar = tqdm(desc="rendering", unit="frame")
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        ensure_sample_take(folder, progress)
+        bar.close()
+    return run_gui(folder, demo=True)
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -204,9 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "process",
-        help="2D keypoints + calibration -> 3D poses (poses3d.npz, poses3d.csv)",
+        help="videos or 2D keypoints + calibration -> 3D poses (poses2d.npz, poses3d.npz, poses3d.csv)",
         description=(
-            "Triangulate 2D keypoints into 3D. INPUT is a take folder (with poses2d.npz and a calibration), "
+            "Detect, triangulate, refine and filter into 3D. INPUT is a take folder (a calibration and videos/<camera>.mp4: "
+            "BlazePose runs on the videos; or a calibration and poses2d.npz), "
             "a poses2d.npz file, a folder of OpenPose JSON folders (<camera>_json/), a folder of "
             "DeepLabCut-style CSV files (<camera>.csv) or a FreeMoCap mediapipe 2D .npy file. Cameras are "
             "matched to the calibration by name."
@@ -219,14 +254,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", type=Path, help="calibration file (native YAML, anipose TOML, caliscope TOML, Qualisys .qca.txt)")
     p.add_argument("--calibration-units", choices=("mm", "cm", "m"), help="units of an anipose TOML (default: inferred from camera spacing)")
     p.add_argument("--out", type=Path, help="output folder (default: the input folder)")
-    p.add_argument("--refiner", default="none", help="3D refiner: none (trained refiners arrive with the training package)")
-    p.add_argument("--lifter", default="none", help="single-view lifter: none")
+    p.add_argument("--refiner", help="cross-view 3D refiner: default (assets/models/refiner.onnx), none, or an exported .onnx "
+                   "(when not given: default if installed, else none)")
+    p.add_argument("--lifter", help="single-view lifter for frames fewer than two cameras see: default "
+                   "(assets/models/lifter.onnx), none, or an .onnx (when not given: default if installed, else none)")
+    p.add_argument("--filter", action=argparse.BooleanOptionalAction, default=True,
+                   help="One-Euro temporal filter on the 3D joints (default on)")
+    p.add_argument("--filter-min-cutoff", type=float, metavar="HZ", help="filter cutoff at rest, Hz (default 1.0)")
+    p.add_argument("--filter-beta", type=float, metavar="B", help="filter cutoff increase per mm/s of speed (default 0.01)")
     p.add_argument("--plain-dlt", action="store_true", help="plain confidence-weighted DLT instead of robust triangulation")
     p.set_defaults(func=_cmd_process)
 
     p = sub.add_parser("gui", help="open the desktop app (the default when no command is given), optionally on a take")
     p.add_argument("take", type=Path, nargs="?", help="take folder (calibration, videos/, poses2d.npz, poses3d.npz)")
     p.set_defaults(func=_cmd_gui)
+
+    p = sub.add_parser("demo", help="open the desktop app on the bundled sample take (made first if missing), "
+                                    "played through the real detector, with the MPJPE against its ground truth")
+    p.add_argument("--folder", type=Path, help="sample take folder (default: ~/.local/share/crossview/sample-take)")
+    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("sample", help="write the bundled synthetic sample take (2D keypoints, calibration, 3D truth)")
     p.add_argument("out", type=Path, nargs="?", default=Path("sample-take"), help="folder to write (default: sample-take)")
@@ -238,10 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "train",
-        help="train the CV-UGCN refiner without 3D labels (refiner), evaluate a run (evaluate) or export it to ONNX (export)",
-        description="crossview train refiner|evaluate|export [ARGS]; ARGS go to the training module (--help lists them).",
+        help="train the CV-UGCN refiner (refiner) or the single-view lifter (lifter) without 3D labels, "
+             "evaluate a run (evaluate) or export it to ONNX (export)",
+        description="crossview train refiner|lifter|evaluate|export [ARGS]; ARGS go to the training module "
+                    "(--help lists them).",
     )
-    p.add_argument("what", choices=("refiner", "evaluate", "export"))
+    p.add_argument("what", choices=("refiner", "lifter", "evaluate", "export"))
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the training module")
     p.set_defaults(func=_cmd_train)
 
@@ -255,11 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from app.calibrate_cli import add_parser as add_calibrate_parser
     from app.export_cli import add_parser as add_export_parser
+    from app.record_cli import add_parser as add_record_parser
     from app.models_cli import add_models_parser
 
     add_models_parser(sub)
     add_calibrate_parser(sub)
     add_export_parser(sub)
+    add_record_parser(sub)
 
     p = sub.add_parser("calibration", help="show or convert a calibration file")
     p.add_argument("action", choices=("show", "convert"))

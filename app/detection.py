@@ -1,7 +1,9 @@
 """2D keypoint sources for the pipeline: BlazePose, or any ONNX pose model described by a card.
 
-Every source takes one frame set (a list of ``(H, W, 3)`` uint8 BGR images, one per camera) and
-returns the subject's keypoints in every view; :func:`open_detector` picks the source:
+Every source takes one frame set (a list of ``(H, W, 3)`` uint8 BGR images, one per camera; None
+for a camera without a frame in this set) and returns the subject's keypoints in every view (NaN
+with confidence 0 where a view has no frame), all views in one batched model call;
+:func:`open_detector` picks the source:
 
 - ``"blazepose"`` (default): :class:`models.blazepose.BlazePoseDetector`, fetched and converted on
   first use; keypoints in BlazePose-33.
@@ -113,7 +115,11 @@ class BlazePoseSource:
         self.detector = BlazePoseDetector(paths["pose_detection"], paths["pose_landmark_full"], device=device)
         self.provider = self.detector.provider
 
-    def __call__(self, frames: Sequence[np.ndarray], rig: Rig | None) -> FrameKeypoints:
+    def reset(self) -> None:
+        """Forget the tracking (a new take, a seek)."""
+        self.detector.reset()
+
+    def __call__(self, frames: Sequence[np.ndarray | None], rig: Rig | None) -> FrameKeypoints:
         start = time.perf_counter()
         result = self.detector.detect(frames, rig)
         found = np.array([status != "lost" for status in result.status])
@@ -136,11 +142,17 @@ class CardModelSource:
         self.provider = self.model.model.provider
         self._boxes: list[np.ndarray | None] = []
 
-    def _rtmpose_boxes(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def reset(self) -> None:
+        """Forget the previous frame's boxes (a new take, a seek)."""
+        self._boxes = []
+
+    def _rtmpose_boxes(self, frames: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         if len(self._boxes) != len(frames):
             self._boxes = [None] * len(frames)
         boxes = []
         for frame, box in zip(frames, self._boxes):
+            if frame is None:
+                continue
             height, width = frame.shape[:2]
             boxes.append(np.array([[0.0, 0.0, width - 1.0, height - 1.0]]) if box is None else box[None])
         return boxes
@@ -155,18 +167,26 @@ class CardModelSource:
             centre, half = (low + high) / 2, (high - low) / 2 * BOX_GROWTH
             self._boxes[v] = np.concatenate([centre - half, centre + half])
 
-    def __call__(self, frames: Sequence[np.ndarray], rig: Rig | None) -> FrameKeypoints:
+    def __call__(self, frames: Sequence[np.ndarray | None], rig: Rig | None) -> FrameKeypoints:
         start = time.perf_counter()
         is_rtmpose = self.card.family == "rtmpose"
-        people = self.model(frames, self._rtmpose_boxes(frames)) if is_rtmpose else self.model(frames)
-        mapped = [self.card.to_h36m17(p.keypoints, p.confidence) for p in people]  # per view (N, 17, 2), (N, 17)
-        chosen = choose_consistent(rig, [kp[:, 0] for kp, _ in mapped], [p.scores for p in people])
+        present = [v for v, frame in enumerate(frames) if frame is not None]
+        if not present:
+            raise CrossviewError("detect needs at least one frame")
+        images = [frames[v] for v in present]
+        people = self.model(images, self._rtmpose_boxes(frames)) if is_rtmpose else self.model(images)
+        mapped = [self.card.to_h36m17(p.keypoints, p.confidence) for p in people]  # per present view (N, 17, 2), (N, 17)
         C = len(frames)
+        pelvis = [np.zeros((0, 2))] * C
+        scores = [np.zeros(0)] * C
+        for i, v in enumerate(present):
+            pelvis[v], scores[v] = mapped[i][0][:, 0], people[i].scores
+        chosen = choose_consistent(rig, pelvis, scores)
         keypoints = np.full((C, 17, 2), np.nan)
         confidence = np.zeros((C, 17))
-        for v, index in enumerate(chosen):
-            if index is not None:
-                keypoints[v], confidence[v] = mapped[v][0][index], mapped[v][1][index]
+        for i, v in enumerate(present):
+            if chosen[v] is not None:
+                keypoints[v], confidence[v] = mapped[i][0][chosen[v]], mapped[i][1][chosen[v]]
         found = confidence.mean(axis=1) >= MIN_MEAN_CONFIDENCE
         if is_rtmpose:
             self._remember_boxes(keypoints, confidence, found)

@@ -8,6 +8,11 @@ A take folder holds (every file but the calibration is optional, yet at least on
     poses2d.npz                  2D keypoints (T, C, J, 2) px, as ``crossview process`` writes them
     poses3d.npz                  points (T, 17, 3) mm, reprojection_error (T, 17) px, views_used (T, 17)
     ground_truth.npz             points (T, 17, 3) mm (synthetic takes)
+    take.yaml, timestamps.csv    a recorded take (see :mod:`app.recording`): cameras, fps, start
+                                 time, versions; frame,camera,t_s per frameset and camera
+
+A recorded take that was not finalised (the recording was killed, or the disk filled up) is
+recovered when opened: its committed segments are finalised first (:func:`app.recording.recover_take`).
 
 :meth:`Take.open` checks that the files agree (camera names, frame counts) and says what to fix
 when they do not. No Qt here: the desktop app (``app/gui``) draws what this module reads.
@@ -24,6 +29,8 @@ import numpy as np
 
 from app.capture.video_files import VIDEO_SUFFIXES, VideoInfo, probe_video
 from app.process import CALIBRATION_NAMES, find_calibration
+from app.recording import needs_recovery, recover_take
+from app.take_format import TIMESTAMPS_FILE, TakeInfo, read_take_info, read_timestamps
 from calibration import load_rig
 from calibration.errors import CrossviewError, InputFileError
 from calibration.rig import Rig
@@ -187,7 +194,10 @@ class Take:
         poses3d: 3D poses, or None.
         ground_truth: ``(T, 17, 3)`` mm, or None.
         num_frames: frames the take plays (the poses' length, or the shortest video's).
-        fps: frames per second (from the timestamps, else the videos, else 30).
+        fps: frames per second (``take.yaml``, else the poses' timestamps, else the videos, else 30).
+        info: what ``take.yaml`` says (recorded takes), or None.
+        timestamps: ``(T, C)`` seconds from ``timestamps.csv`` in ``rig`` order, NaN where a camera
+            had no frame (recorded takes), or None.
     """
 
     folder: Path
@@ -199,6 +209,8 @@ class Take:
     ground_truth: np.ndarray | None = None
     num_frames: int = 0
     fps: float = DEFAULT_FPS
+    info: TakeInfo | None = None
+    timestamps: np.ndarray | None = None
 
     @classmethod
     def open(cls, folder: str | Path) -> "Take":
@@ -208,19 +220,25 @@ class Take:
             InputFileError: the folder or its calibration is missing, nothing to show is in it, or
                 a file is unreadable or has the wrong shape.
             CrossviewError: the calibration names other cameras than the videos or keypoints.
+            CaptureError: an interrupted recording cannot be finalised (a full disk).
         """
         folder = Path(folder)
         if not folder.is_dir():
             raise InputFileError(f"{folder}: not a take folder (no such folder)")
+        info = recover_take(folder) if needs_recovery(folder) else read_take_info(folder)
         calibration_path = find_calibration(folder)
         if calibration_path is None:
+            recorded = " (it was recorded without one)" if info is not None else ""
             raise InputFileError(
-                f"{folder}: no calibration found (looked for {', '.join(CALIBRATION_NAMES)}); "
+                f"{folder}: no calibration found{recorded} (looked for {', '.join(CALIBRATION_NAMES)}); "
                 "copy the rig's calibration into the take folder"
             )
         rig = load_rig(calibration_path)
         video_paths = find_take_videos(folder)
         _check_names(video_paths, rig, f"the videos in {folder / 'videos'}", calibration_path)
+        if info is not None:
+            _check_recorded(folder, info, video_paths)
+            _check_names(info.cameras, rig, f"the cameras of {folder / 'take.yaml'}", calibration_path)
         poses2d = None
         if (folder / "poses2d.npz").is_file():
             poses2d = load_poses2d(folder / "poses2d.npz")
@@ -268,6 +286,17 @@ class Take:
             num_frames = next(iter(lengths.values()))
         else:
             num_frames = min(len(v) for v in videos.values())
+        timestamps = None
+        if info is not None and (folder / TIMESTAMPS_FILE).is_file():
+            table = read_timestamps(folder / TIMESTAMPS_FILE, info.cameras)  # (T, C_recorded) s
+            for name, video in videos.items():
+                if len(video) != table.shape[0]:
+                    raise InputFileError(
+                        f"{video.path}: {len(video)} frames, but {folder / TIMESTAMPS_FILE} has {table.shape[0]}; "
+                        "the take is damaged (re-record it, or trim the longer file)"
+                    )
+            timestamps = np.stack([table[:, info.cameras.index(n)] if n in info.cameras
+                                   else np.full(table.shape[0], np.nan) for n in names], axis=1)  # (T, C) s
         for name, video in videos.items():
             if len(video) < num_frames:
                 logger.warning("video %s has %d frames for %d poses; later frames show no image",
@@ -281,7 +310,9 @@ class Take:
             poses3d=poses3d,
             ground_truth=truth,
             num_frames=int(num_frames),
-            fps=_frame_rate(poses3d, poses2d, videos),
+            fps=info.fps if info is not None else _frame_rate(poses3d, poses2d, videos),
+            info=info,
+            timestamps=timestamps,
         )
 
     @property
@@ -312,6 +343,10 @@ class Take:
         for source in (self.poses3d, self.poses2d):
             if source is not None and source.timestamps is not None:
                 return float(source.timestamps[index] - source.timestamps[0])
+        if self.timestamps is not None and index < self.timestamps.shape[0]:
+            row = self.timestamps[index]  # (C,) s, NaN for cameras without a frame
+            if np.isfinite(row).any():
+                return float(np.nanmedian(row))
         return index / self.fps
 
     def _check_frame(self, index: int) -> None:
@@ -322,6 +357,23 @@ class Take:
         """Release the video decoders."""
         for video in self.videos.values():
             video.close()
+
+
+def _check_recorded(folder: Path, info: TakeInfo, video_paths: dict[str, Path]) -> None:
+    """A recorded take's videos must be those of the cameras ``take.yaml`` lists."""
+    strangers = [n for n in video_paths if n not in info.cameras]
+    if strangers:
+        raise CrossviewError(
+            f"{folder / 'videos'}: video(s) of camera(s) {', '.join(strangers)} that {folder / 'take.yaml'} does not "
+            f"list (it records {', '.join(info.cameras)}); remove them or fix take.yaml"
+        )
+    delivered = info.frames_per_camera or {}
+    lost = [n for n in info.cameras if n not in video_paths and delivered.get(n, 1) > 0]
+    if lost:
+        raise InputFileError(
+            f"{folder / 'videos'}: no video of camera(s) {', '.join(lost)} listed in {folder / 'take.yaml'}; "
+            "the take is incomplete (was a file deleted?)"
+        )
 
 
 def _frame_rate(poses3d: Poses3D | None, poses2d: Poses2D | None, videos: dict[str, VideoFrames]) -> float:

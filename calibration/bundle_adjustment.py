@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 COARSE_SCALE_PX = 30.0  # Huber scale of the first pass, px
 _INTRINSIC_COUNT = 9  # fx, fy, cx, cy and 5 distortion slots (fisheye uses the first 4)
+INTRINSIC_NAMES = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3")  # pinhole slot names (fisheye: k1-k4)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -85,10 +86,12 @@ def _distort(xy: np.ndarray, coeffs: np.ndarray, fisheye: np.ndarray) -> np.ndar
 
 
 def _jacobian_sparsity(
-    free_slot: np.ndarray, cam_idx: np.ndarray, board_slot: np.ndarray, n_pose: int, n_intr: int, intrinsics: bool, n_unknowns: int
+    free_slot: np.ndarray, cam_idx: np.ndarray, board_slot: np.ndarray, n_pose: int, n_intr: int, free_intr: np.ndarray,
+    n_unknowns: int,
 ) -> csr_matrix:
     """``(2M, n_unknowns)`` 0/1 pattern: observation m's two residuals depend on its camera's pose
-    (``free_slot[m]`` >= 0), its camera's intrinsics (when refined) and its board pose."""
+    (``free_slot[m]`` >= 0), its camera's free intrinsics (``free_intr``: (9,) bool, none when not
+    refined) and its board pose."""
     M = cam_idx.size
     rows, cols = [], []
     for axis in (0, 1):
@@ -97,10 +100,10 @@ def _jacobian_sparsity(
         for k in range(6):
             rows += [r[free], r]
             cols += [6 * free_slot[free] + k, n_pose + n_intr + 6 * board_slot + k]
-        if intrinsics:
-            for k in range(_INTRINSIC_COUNT):
-                rows.append(r)
-                cols.append(n_pose + _INTRINSIC_COUNT * cam_idx + k)
+        n_free = int(free_intr.sum())
+        for k in range(n_free):
+            rows.append(r)
+            cols.append(n_pose + n_free * cam_idx + k)
     rows_all, cols_all = np.concatenate(rows), np.concatenate(cols)
     data = np.ones(rows_all.size, dtype=np.uint8)
     return coo_matrix((data, (rows_all, cols_all)), shape=(2 * M, n_unknowns)).tocsr()
@@ -118,6 +121,8 @@ def bundle_adjust(
     f_scale_px: float = 2.0,
     max_nfev: int = 200,
     ftol: float = 1e-6,
+    fixed_intrinsics: Sequence[str] = (),
+    on_pass: Callable[[], None] | None = None,
 ) -> BundleResult:
     """Jointly refine camera poses (and intrinsics) and board poses.
 
@@ -135,6 +140,9 @@ def bundle_adjust(
             part, where the trust-region solver crawls.
         max_nfev: most function evaluations.
         ftol: stop when an iteration lowers the cost by less than this fraction.
+        fixed_intrinsics: with ``refine_intrinsics``, the intrinsics held at their starting values,
+            by name (:data:`INTRINSIC_NAMES`, e.g. ``("cx", "cy")``).
+        on_pass: called before each solver pass (a progress report; it may raise to cancel).
     """
     C = len(cameras)
     corners = np.asarray(corners, dtype=np.float64)
@@ -148,6 +156,10 @@ def bundle_adjust(
     check_shape("board_rotvecs", board_rotvecs, f"(F={F}, 3)", board_rotvecs.shape == (F, 3))
     check_shape("board_tvecs", board_tvecs, f"(F={F}, 3)", board_tvecs.shape == (F, 3))
 
+    unknown = sorted(set(fixed_intrinsics) - set(INTRINSIC_NAMES))
+    if unknown:
+        raise CalibrationError(f"unknown intrinsic(s) {', '.join(unknown)}; names are {', '.join(INTRINSIC_NAMES)}")
+    free_intr = np.array([refine_intrinsics and n not in fixed_intrinsics for n in INTRINSIC_NAMES])  # (9,)
     frames = np.flatnonzero(np.all(np.isfinite(board_rotvecs), axis=1) & np.all(np.isfinite(board_tvecs), axis=1))
     frame_slot = np.full(F, -1)
     frame_slot[frames] = np.arange(frames.size)
@@ -164,15 +176,16 @@ def bundle_adjust(
     cam_slot = np.full(C, -1)
     cam_slot[free_cams] = np.arange(len(free_cams))
     n_pose = 6 * len(free_cams)
-    n_intr = _INTRINSIC_COUNT * C if refine_intrinsics else 0
+    n_intr = int(free_intr.sum()) * C
     n_board = 6 * frames.size
 
     x0 = np.concatenate(
         [np.concatenate([[*cameras[c].rvec, *cameras[c].t] for c in free_cams]) if free_cams else np.zeros(0),
-         np.concatenate([_intrinsic_vector(c) for c in cameras]) if refine_intrinsics else np.zeros(0),
+         np.concatenate([_intrinsic_vector(c)[free_intr] for c in cameras]) if refine_intrinsics else np.zeros(0),
          np.concatenate([board_rotvecs[frames], board_tvecs[frames]], axis=1).ravel()]
     )
     fixed_R, fixed_t = cameras[fixed_camera].R, cameras[fixed_camera].t
+    intr_start = np.stack([_intrinsic_vector(c) for c in cameras]) if refine_intrinsics else None  # (C, 9)
     if not refine_intrinsics:
         target = np.concatenate(  # (M, 2) undistorted normalised observations
             [cameras[c].undistort_points(observed[cam_idx == c], normalized=True) for c in range(C)]
@@ -190,7 +203,10 @@ def bundle_adjust(
         if free_cams:
             R_cam[free_cams] = Rotation.from_rotvec(poses[:, :3]).as_matrix()
             t_cam[free_cams] = poses[:, 3:]
-        intr = x[n_pose : n_pose + n_intr].reshape(C, _INTRINSIC_COUNT) if refine_intrinsics else None
+        intr = None
+        if refine_intrinsics:
+            intr = intr_start.copy()
+            intr[:, free_intr] = x[n_pose : n_pose + n_intr].reshape(C, -1)
         boards = x[n_pose + n_intr :].reshape(-1, 6)
         return R_cam, t_cam, intr, Rotation.from_rotvec(boards[:, :3]).as_matrix(), boards[:, 3:]
 
@@ -207,12 +223,14 @@ def bundle_adjust(
         pix = np.stack([k[:, 0] * d[:, 0] + k[:, 2], k[:, 1] * d[:, 1] + k[:, 3]], axis=1)
         return (pix - observed).ravel()
 
-    sparsity = _jacobian_sparsity(cam_slot[cam_idx], cam_idx, slot, n_pose, n_intr, refine_intrinsics, x0.size)
+    sparsity = _jacobian_sparsity(cam_slot[cam_idx], cam_idx, slot, n_pose, n_intr, free_intr, x0.size)
     logger.info("bundle adjustment: %d cameras, %d board poses, %d observations, %d unknowns", C, frames.size, M, x0.size)
     # A robust loss from a poor start crawls (most residuals sit in its linear part): converge with
     # a wide Huber scale first, then down-weight the outliers at ``f_scale_px``.
     solution = None
     for scale in (COARSE_SCALE_PX, f_scale_px) if f_scale_px < COARSE_SCALE_PX else (f_scale_px,):
+        if on_pass is not None:
+            on_pass()
         solution = least_squares(
             residuals, x0 if solution is None else solution.x, jac_sparsity=sparsity, loss="huber", f_scale=scale,
             x_scale="jac", method="trf", max_nfev=max_nfev, ftol=ftol, xtol=1e-10,

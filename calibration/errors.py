@@ -53,6 +53,10 @@ class CalibrationError(CrossviewError):
         return CalibrationError(self.detail, path=path, camera=self.camera, field=self.field)
 
 
+class Cancelled(CrossviewError):
+    """The user stopped a long task (a calibration, a board search) before it finished; nothing was written."""
+
+
 class InputFileError(CrossviewError):
     """A keypoint, pose or video file that cannot be read or holds inconsistent data."""
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -159,6 +159,8 @@ def calibrate_extrinsics(
     *,
     origin_frame: int | None = None,
     refine_intrinsics: bool = False,
+    fixed_intrinsics: Sequence[str] = (),
+    progress: Callable[[str], None] | None = None,
 ) -> ExtrinsicsResult:
     """Place ``cameras`` (intrinsics known) in one world frame from simultaneous board views.
 
@@ -169,7 +171,12 @@ def calibrate_extrinsics(
         board: the board (its square size gives the metric scale).
         origin_frame: frame index (0..F-1) whose board defines the world; default: the first frame
             seen by the most cameras.
-        refine_intrinsics: refine intrinsics in the bundle adjustment too.
+        refine_intrinsics: refine intrinsics in the bundle adjustment too (all cameras' board
+            views together, after the outlier views are dropped).
+        fixed_intrinsics: intrinsics kept as they are when refining, by name (``("cx", "cy")``; see
+            :data:`~calibration.bundle_adjustment.INTRINSIC_NAMES`).
+        progress: called with a short description before each step (initial poses, each bundle
+            adjustment pass); it may raise (e.g. :class:`~calibration.errors.Cancelled`) to stop.
 
     Raises:
         CalibrationError: when a camera never sees the board, the cameras split into groups that
@@ -184,6 +191,8 @@ def calibrate_extrinsics(
     F = corners.shape[1]
     names = [c.name for c in cameras]
     board_points = board.object_points()
+    report = progress or (lambda step: None)
+    report("board poses in every view")
     poses = [board_poses(cam, corners[c], board_points) for c, cam in enumerate(cameras)]
     located = np.stack([np.isfinite(p[0][:, 0]) for p in poses])  # (C, F)
     shared = (located[:, None, :] & located[None, :, :]).sum(axis=2)  # (C, C)
@@ -221,6 +230,7 @@ def calibrate_extrinsics(
         board_rot[f], board_t[f] = Rotation.from_matrix(T[:3, :3]).as_rotvec(), T[:3, 3]
     posed = [replace(cam, R=T_from_root[c][:3, :3], t=T_from_root[c][:3, 3]) for c, cam in enumerate(cameras)]
     visible = np.where(located[:, :, None, None], corners, np.nan)  # (C, F, N, 2): views with a trusted pose
+    report("bundle adjustment, first pass")
     result = bundle_adjust(posed, board_rot, board_t, visible, board_points, fixed_camera=root, f_scale_px=COARSE_SCALE_PX)
     # Views far worse than the rest (a moving board caught at different instants, a misdetection)
     # would bend the rig: drop them and adjust again, refining intrinsics now if asked.
@@ -229,9 +239,11 @@ def calibrate_extrinsics(
     outliers = view_rms > limit
     logger.info("dropping %d of %d views above %.2f px", outliers.sum(), np.isfinite(view_rms).sum(), limit)
     visible[outliers] = np.nan
+    passes = iter(("bundle adjustment, final pass", "bundle adjustment, final pass with the robust loss"))
     result = bundle_adjust(
         list(result.cameras), result.board_rotvecs, result.board_tvecs, visible, board_points,
-        fixed_camera=root, refine_intrinsics=refine_intrinsics,
+        fixed_camera=root, refine_intrinsics=refine_intrinsics, fixed_intrinsics=fixed_intrinsics,
+        on_pass=lambda: report(next(passes, "bundle adjustment") + (" (intrinsics refined)" if refine_intrinsics else "")),
     )
     located &= np.isfinite(visible[..., 0]).any(axis=2)
 

@@ -11,12 +11,19 @@ Warnings (thresholds below, chosen for human motion capture where a few millimet
   corners of every view).
 - ``PAIR_VIEWS_WARN``: a camera pair on the chain that placed the cameras with fewer than 10 shared
   frames is a weak link (film the board where both see it).
+
+:func:`board_reconstruction_error` measures a rig without ground truth: the board's corners,
+triangulated from the cameras that saw them in one synchronised frame, should form the board's
+exact grid; how far they do not (rigid fit residual, corner-to-corner distances) is a calibration
+error in millimetres, for any rig (also another tool's) and any subset of its cameras.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Any
+from itertools import combinations
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -25,11 +32,16 @@ from calibration.bundle_adjustment import reprojection_errors
 from calibration.errors import CalibrationError, check_shape
 from calibration.extrinsics import ExtrinsicsResult
 from calibration.intrinsics import GRID_COLUMNS, GRID_ROWS, coverage_cells
+from calibration.sync_check import shift_frames
+from calibration.video_views import BoardViews
+
+logger = logging.getLogger(__name__)
 
 RMS_WARN_PX = 1.0
 ERROR_WARN_MM = 3.0
 COVERAGE_WARN = 0.3
 PAIR_VIEWS_WARN = 10
+MIN_BOARD_CORNERS = 6  # fewest triangulated corners for a frame's board to be measured
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,12 +161,13 @@ def assess_calibration(result: ExtrinsicsResult, corners: np.ndarray, board: Boa
     return QualityReport(tuple(cameras), np.asarray(result.shared_views), np.asarray(result.tree), tuple(warnings))
 
 
-def similarity_transform(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+def similarity_transform(source: np.ndarray, target: np.ndarray, *, scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
     """The scale, rotation and translation that best map ``source`` onto ``target`` (Umeyama 1991).
 
     Args:
         source: ``(N, 3)`` points, N >= 3 not collinear (e.g. one rig's camera centres, mm).
         target: ``(N, 3)`` the same points in the other frame.
+        scale: fit the scale too; False: a rigid fit (Kabsch), ``s = 1``.
 
     Returns:
         ``s``, ``R (3, 3)``, ``t (3,)`` minimising ``sum |s R source_i + t - target_i|^2``.
@@ -169,7 +182,7 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> tuple[float,
     d = np.ones(3)
     d[-1] = np.sign(np.linalg.det(U @ Vt))  # a rotation, never a reflection
     R = U @ np.diag(d) @ Vt
-    s = float((sigma * d).sum() / S.var(axis=0).sum())
+    s = float((sigma * d).sum() / S.var(axis=0).sum()) if scale else 1.0
     return s, R, mu_t - s * R @ mu_s
 
 
@@ -195,3 +208,172 @@ def compare_rigs(found, reference) -> tuple[np.ndarray, np.ndarray]:
         [np.degrees(Rotation.from_matrix(a.R @ R.T @ b.R.T).magnitude()) for a, b in zip(found, reference)]
     )
     return centres, angles
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BoardReconstruction:
+    """How well a rig rebuilds the board's known grid (:func:`board_reconstruction_error`).
+
+    Attributes:
+        cameras: names of the cameras the corners were triangulated from.
+        frame_labels: ``(K,)`` int labels (sync index or video frame) of the frames measured.
+        frame_rms_mm: ``(K,)`` per frame, RMS distance between the triangulated corners and the
+            board model rigidly fitted to them (Kabsch), mm.
+        distance_errors_mm: ``(M,)`` triangulated minus true distance, mm, for every pair of
+            corners triangulated in one frame (true distances are 54 mm-style multiples
+            ``square * sqrt(a^2 + b^2)``, exact).
+        true_distances_mm: ``(M,)`` the true distances of those pairs, mm.
+        corners: corners triangulated in the measured frames.
+    """
+
+    cameras: tuple[str, ...]
+    frame_labels: np.ndarray
+    frame_rms_mm: np.ndarray
+    distance_errors_mm: np.ndarray
+    true_distances_mm: np.ndarray
+    corners: int
+
+    def __post_init__(self) -> None:
+        for name in ("frame_labels", "frame_rms_mm", "distance_errors_mm", "true_distances_mm"):
+            array = np.array(getattr(self, name), dtype=np.int64 if name == "frame_labels" else np.float64)
+            array.setflags(write=False)
+            object.__setattr__(self, name, array)
+        K, M = len(self.frame_labels), len(self.distance_errors_mm)
+        check_shape("frame_rms_mm", self.frame_rms_mm, f"(K={K},)", self.frame_rms_mm.shape == (K,))
+        check_shape("distance_errors_mm", self.distance_errors_mm, "(M,)", self.distance_errors_mm.ndim == 1)
+        check_shape("true_distances_mm", self.true_distances_mm, f"(M={M},)", self.true_distances_mm.shape == (M,))
+
+    @property
+    def frames(self) -> int:
+        """Frames measured."""
+        return len(self.frame_labels)
+
+    def _stat(self, values: np.ndarray, q: float) -> float:
+        return float(np.percentile(values, q)) if values.size else float("nan")
+
+    @property
+    def median_rms_mm(self) -> float:
+        """Median over frames of the rigid-fit RMS, mm."""
+        return self._stat(self.frame_rms_mm, 50)
+
+    @property
+    def p95_rms_mm(self) -> float:
+        """95th percentile over frames of the rigid-fit RMS, mm."""
+        return self._stat(self.frame_rms_mm, 95)
+
+    @property
+    def distance_median_mm(self) -> float:
+        """Median absolute corner-to-corner distance error, mm."""
+        return self._stat(np.abs(self.distance_errors_mm), 50)
+
+    @property
+    def distance_p95_mm(self) -> float:
+        """95th percentile of the absolute corner-to-corner distance error, mm."""
+        return self._stat(np.abs(self.distance_errors_mm), 95)
+
+    @property
+    def scale_error_percent(self) -> float:
+        """Median of (triangulated / true distance - 1), %: a size bias (focal lengths, baseline)."""
+        return self._stat(100 * self.distance_errors_mm / self.true_distances_mm, 50)
+
+    def summary(self) -> dict[str, Any]:
+        """Plain data: the figures above, rounded."""
+        return {
+            "cameras": list(self.cameras),
+            "frames": self.frames,
+            "corners": self.corners,
+            "rms_mm": {"median": round(self.median_rms_mm, 3), "p95": round(self.p95_rms_mm, 3)},
+            "distance_error_mm": {"median": round(self.distance_median_mm, 3), "p95": round(self.distance_p95_mm, 3)},
+            "scale_error_percent": round(self.scale_error_percent, 3),
+        }
+
+
+def board_reconstruction_error(
+    rig,
+    views: BoardViews | np.ndarray,
+    board: Board,
+    *,
+    cameras: Sequence[str] | None = None,
+    frame_shifts: Mapping[str, int] | None = None,
+    min_corners: int = MIN_BOARD_CORNERS,
+) -> BoardReconstruction:
+    """A rig's error in mm without ground truth: its triangulated board against the board's exact grid.
+
+    In every synchronised frame, each board corner seen by two or more of ``cameras`` is
+    triangulated from all of them (plain DLT, no view rejection, so a calibration error shows
+    instead of being voted away); a frame with at least ``min_corners`` corners is measured by
+    fitting the board model rigidly to them (Kabsch, no scale: the square size is exact) and by
+    comparing every corner-to-corner distance with the true one. Intrinsics, relative poses and
+    scale all show in these figures; sync errors and detection noise (about 0.1-0.3 px on a sharp
+    board) do too, so compare rigs on the same views. Triangulating from one camera pair at a time
+    tells which camera a disagreement comes from.
+
+    Args:
+        rig: the cameras (a :class:`~calibration.rig.Rig`, world in mm; any world frame).
+        views: board detections: :class:`~calibration.video_views.BoardViews` (cameras matched to
+            the rig by name) or ``(C, F, N, 2)`` px corners in rig order, NaN where unseen.
+        board: the board (its ``object_points`` give the true grid, mm).
+        cameras: names of the cameras to triangulate from (e.g. a pair); None: every camera of
+            ``views``.
+        frame_shifts: camera name -> whole frames: that camera's frame ``f`` is read as its frame
+            ``f + shift`` (:func:`~calibration.sync_check.shift_frames`, as
+            :class:`~calibration.rig_calibration.RigCalibration` ``frame_shifts``); None: no shift.
+        min_corners: fewest triangulated corners for a frame to be measured (>= 3).
+
+    Raises:
+        CalibrationError: a camera of ``views`` or ``cameras`` is not in the rig, fewer than two
+            cameras, or an unknown camera in ``frame_shifts``.
+        ShapeError: corners not ``(C, F, N, 2)`` with N the board's corner count.
+    """
+    from calibration.triangulation import triangulate
+
+    N = board.corner_count
+    if isinstance(views, BoardViews):
+        names, corners, labels = tuple(views.names), np.asarray(views.corners, np.float64), np.asarray(views.frame_labels)
+    else:
+        corners = np.asarray(views, dtype=np.float64)
+        names, labels = tuple(rig.names), np.arange(corners.shape[1] if corners.ndim == 4 else 0)
+    check_shape(
+        "corners", corners, f"(C={len(names)}, F, N={N}, 2)",
+        corners.ndim == 4 and corners.shape[0] == len(names) and corners.shape[2:] == (N, 2),
+    )
+    if min_corners < 3:
+        raise CalibrationError(f"min_corners must be 3 or more, got {min_corners}", field="min_corners")
+    chosen = tuple(names) if cameras is None else tuple(cameras)
+    unknown = [n for n in chosen if n not in names] + [n for n in (frame_shifts or {}) if n not in names]
+    if unknown:
+        raise CalibrationError(f"cameras {unknown} are not among the views' cameras {list(names)}")
+    if len(set(chosen)) < 2:
+        raise CalibrationError(f"the board is triangulated from two or more cameras, got {list(chosen)}")
+    selected = rig.select(chosen, source="the board views")
+    observed = np.stack([
+        shift_frames(corners[names.index(n)], int((frame_shifts or {}).get(n, 0))) for n in chosen
+    ])  # (C', F, N, 2)
+    points = triangulate(selected, observed, robust=False).points  # (F, N, 3) mm, NaN below two views
+    model = board.object_points()  # (N, 3) mm
+    pair_i, pair_j = (np.array(a, int) for a in zip(*combinations(range(N), 2)))
+    true = np.linalg.norm(model[pair_i] - model[pair_j], axis=1)  # (N (N - 1) / 2,) mm
+    kept, rms, errors, truths, count = [], [], [], [], 0
+    for f in range(points.shape[0]):
+        ok = np.isfinite(points[f, :, 0])  # (N,)
+        if ok.sum() < min_corners:
+            continue
+        _, R, t = similarity_transform(model[ok], points[f, ok], scale=False)
+        residual = points[f, ok] - (model[ok] @ R.T + t)  # (n, 3) mm
+        rms.append(float(np.sqrt(np.mean(np.sum(residual**2, axis=1)))))
+        both = ok[pair_i] & ok[pair_j]
+        found = np.linalg.norm(points[f, pair_i[both]] - points[f, pair_j[both]], axis=1)
+        errors.append(found - true[both])
+        truths.append(true[both])
+        kept.append(int(labels[f]))
+        count += int(ok.sum())
+    if not kept:
+        logger.warning("no frame has %d corners triangulated from cameras %s", min_corners, ", ".join(chosen))
+    return BoardReconstruction(
+        cameras=chosen,
+        frame_labels=np.array(kept, dtype=np.int64),
+        frame_rms_mm=np.array(rms),
+        distance_errors_mm=np.concatenate(errors) if errors else np.zeros(0),
+        true_distances_mm=np.concatenate(truths) if truths else np.zeros(0),
+        corners=count,
+    )

@@ -87,7 +87,9 @@ def estimate_frame_shifts(cameras: Sequence[Camera], corners: np.ndarray, board:
             tvec = shift_frames(poses[c][1], shift)
             scores[shift], _ = _scatter(poses[reference][0], poses[reference][1], rvec, tvec, depth)
         best = min(scores, key=scores.get)
-        if best != 0 and np.isfinite(scores[best]) and scores[best] < IMPROVEMENT_RATIO * scores[0]:
+        # Both must be judged on enough frames: a shift that merely pairs up more frames than the
+        # unshifted videos share (a camera that saw the board at other times) says nothing about sync.
+        if best != 0 and np.isfinite(scores[best]) and np.isfinite(scores[0]) and scores[best] < IMPROVEMENT_RATIO * scores[0]:
             shifts[c] = best
             logger.warning(
                 "camera %s looks %d frame(s) out of sync with %s (board-pose scatter %.1f mm at shift %+d, %.1f mm unshifted)",

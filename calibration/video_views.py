@@ -145,13 +145,69 @@ def read_sync_table(path: str | Path, names: Sequence[str], frame_counts: Mappin
     return labels, positions
 
 
-def _frame_count(path: Path) -> int:
+def video_frame_count(path: str | Path) -> int:
+    """Frames in a video, as its container states them."""
+    path = Path(path)
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise CalibrationError("cannot open the video (missing codec or not a video)", path=path)
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     capture.release()
     return count
+
+
+def require_board_found(board: Board, name: str, corners: np.ndarray, samples: Sequence[np.ndarray], decoded: int,
+                        *, path: str | Path | None = None) -> None:
+    """Raise when camera ``name`` never saw the board, saying why (:func:`explain_missing_board`).
+
+    Args:
+        board: the board looked for.
+        name: camera name.
+        corners: ``(F, N, 2)`` px the camera's detections, NaN where unseen.
+        samples: a few of its frames (``(H, W, 3)`` uint8 BGR) for the diagnosis.
+        decoded: frames read from the camera.
+        path: its video file, for the message.
+
+    Raises:
+        CalibrationError: no frame was read, or the board was found in none.
+    """
+    if decoded == 0:
+        raise CalibrationError("no frame could be decoded from the video", path=path, camera=name)
+    if not np.any(np.isfinite(corners)):
+        raise CalibrationError(
+            f"the board ({board.describe()}) was not found in any of {decoded} frames: "
+            + explain_missing_board(board, samples),
+            path=path,
+            camera=name,
+        )
+
+
+class _VideoReader:
+    """Reads chosen frame positions of one video in increasing order (decoding only those frames)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.capture = cv2.VideoCapture(str(path))
+        self.position = 0  # the next frame read() or grab() returns
+        self.ended = False
+
+    def read(self, position: int) -> np.ndarray | None:
+        """The frame at ``position`` (>= every earlier request), or None past the end of the video."""
+        if position < self.position:  # out of order (a sync table not in frame order): start again
+            self.capture.release()
+            self.capture, self.position, self.ended = cv2.VideoCapture(str(self.path)), 0, False
+        while not self.ended and self.position < position:
+            self.ended = not self.capture.grab()
+            self.position += 1
+        if self.ended:
+            return None
+        ok, image = self.capture.read()
+        self.position += 1
+        self.ended = not ok
+        return image if ok else None
+
+    def close(self) -> None:
+        self.capture.release()
 
 
 def collect_board_views(
@@ -162,8 +218,12 @@ def collect_board_views(
     step: int = 1,
     frames: tuple[int, int] | None = None,
     on_frame: Callable[[], None] | None = None,
+    on_view: Callable[[int, int, np.ndarray, np.ndarray], None] | None = None,
 ) -> BoardViews:
     """Detect ``board`` in every ``step``-th synchronised frame of ``videos``.
+
+    The videos are read in lockstep, one synchronised frame of every camera after the other, so
+    the views shared between cameras grow as the reading goes (a wizard shows them live).
 
     Args:
         videos: camera name -> video file.
@@ -173,7 +233,10 @@ def collect_board_views(
         step: keep every ``step``-th synchronised frame.
         frames: ``(start, stop)`` frame labels (sync index, or frame index without a table) to keep,
             ``start <= label < stop``; None keeps all.
-        on_frame: called after each decoded frame (for a progress bar).
+        on_frame: called after each decoded frame (for a progress bar); it may raise
+            (:class:`~calibration.errors.Cancelled`) to stop.
+        on_view: called after each decoded frame with ``(camera index, frame index 0..F-1,
+            image (H, W, 3) uint8 BGR, corners (N, 2) px, NaN where unseen)``, for a live display.
 
     Raises:
         CalibrationError: for an unreadable video, or a camera in which the board is never found
@@ -183,7 +246,7 @@ def collect_board_views(
         raise CalibrationError(f"step must be 1 or more, got {step}", field="step")
     names = tuple(videos)
     paths = {name: Path(videos[name]) for name in names}
-    counts = {name: _frame_count(paths[name]) for name in names}
+    counts = {name: video_frame_count(paths[name]) for name in names}
     if timestamps is not None:
         labels, positions = read_sync_table(timestamps, names, counts)
     else:
@@ -202,42 +265,36 @@ def collect_board_views(
         labels, positions = labels[keep], positions[:, keep]
     labels, positions = labels[::step], positions[:, ::step]
     detector = BoardDetector(board)
-    corners = np.full((len(names), labels.size, board.corner_count, 2), np.nan)
-    widths, heights = np.zeros(len(names), int), np.zeros(len(names), int)
-    for c, name in enumerate(names):
-        capture = cv2.VideoCapture(str(paths[name]))
-        wanted = {int(p): f for f, p in enumerate(positions[c]) if p >= 0}  # video position -> frame slot
-        samples: list[np.ndarray] = []
-        sample_every = max(1, len(wanted) // _DIAGNOSIS_SAMPLES)
-        position, decoded = 0, 0
-        last = max(wanted, default=-1)
-        while position <= last:
-            if position in wanted:
-                ok, image = capture.read()
-            else:
-                ok, image = capture.grab(), None
-            if not ok:
-                logger.warning("camera %s: video ended at frame %d of %d", name, position, counts[name])
-                break
-            if image is not None:
+    C, F = len(names), labels.size
+    corners = np.full((C, F, board.corner_count, 2), np.nan)
+    widths, heights = np.zeros(C, int), np.zeros(C, int)
+    readers = [_VideoReader(paths[name]) for name in names]
+    samples: list[list[np.ndarray]] = [[] for _ in names]
+    sample_every = [max(1, int((positions[c] >= 0).sum()) // _DIAGNOSIS_SAMPLES) for c in range(C)]
+    decoded = np.zeros(C, int)
+    try:
+        for f in range(F):
+            for c, name in enumerate(names):
+                if positions[c, f] < 0 or readers[c].ended:
+                    continue
+                image = readers[c].read(int(positions[c, f]))
+                if image is None:
+                    logger.warning("camera %s: video ended at frame %d of %d", name, readers[c].position, counts[name])
+                    continue
                 heights[c], widths[c] = image.shape[:2]
-                corners[c, wanted[position]] = detector.detect(image).corners
-                if decoded % sample_every == 0 and len(samples) < _DIAGNOSIS_SAMPLES:
-                    samples.append(image)
-                decoded += 1
+                corners[c, f] = detector.detect(image).corners
+                if decoded[c] % sample_every[c] == 0 and len(samples[c]) < _DIAGNOSIS_SAMPLES:
+                    samples[c].append(image)
+                decoded[c] += 1
+                if on_view is not None:
+                    on_view(c, f, image, corners[c, f])
                 if on_frame is not None:
                     on_frame()
-            position += 1
-        capture.release()
+    finally:
+        for reader in readers:
+            reader.close()
+    for c, name in enumerate(names):
+        require_board_found(board, name, corners[c], samples[c], int(decoded[c]), path=paths[name])
         found = int(np.any(np.isfinite(corners[c, ..., 0]), axis=1).sum())
-        if decoded == 0:
-            raise CalibrationError("no frame could be decoded from the video", path=paths[name], camera=name)
-        if not np.any(np.isfinite(corners[c])):
-            raise CalibrationError(
-                f"the board ({board.describe()}) was not found in any of {decoded} frames: "
-                + explain_missing_board(board, samples),
-                path=paths[name],
-                camera=name,
-            )
-        logger.info("camera %s: board in %d of %d frames", name, found, decoded)
+        logger.info("camera %s: board in %d of %d frames", name, found, decoded[c])
     return BoardViews(names, corners, labels, widths, heights)

@@ -217,12 +217,14 @@ class BlazePoseDetector:
 
     # --------------------------------------------------------------------------------------------
     def _check_frames(self, frames: Sequence[np.ndarray], rig: Rig | None) -> None:
-        if len(frames) == 0:
+        if len(frames) == 0 or all(frame is None for frame in frames):
             raise CrossviewError("detect needs at least one frame")
         if rig is not None and len(rig) != len(frames):
             raise CrossviewError(f"{len(frames)} frames for a rig of {len(rig)} cameras ({', '.join(rig.names)})")
         for v, frame in enumerate(frames):
             name = rig[v].name if rig is not None else f"view {v}"
+            if frame is None:
+                continue
             if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8):
                 shape = getattr(frame, "shape", None)
                 kind = getattr(frame, "dtype", type(frame).__name__)
@@ -250,7 +252,8 @@ class BlazePoseDetector:
 
         Args:
             frames: C images ``(H, W, 3)`` uint8 BGR, one per view (rig order when a rig is given;
-                sizes may differ between views).
+                sizes may differ between views); None for a view without a frame in this frame set
+                (a dropped frame: the view is ``"lost"`` now and keeps its ROI for the next call).
             rig: the calibrated cameras, for choosing the subject across views and re-seeding
                 lost views from the 3D pose; None for independent views.
 
@@ -268,13 +271,14 @@ class BlazePoseDetector:
             self._next_rois = [None] * count
             self._next_status = ["detected"] * count
         rois: list[Roi | None] = [
-            roi if roi is not None and roi.inside(f.shape[1], f.shape[0]) else None
+            roi if roi is not None and f is not None and roi.inside(f.shape[1], f.shape[0]) else None
             for roi, f in zip(self._next_rois, frames)
         ]
         status = [self._next_status[v] if rois[v] is not None else "lost" for v in range(count)]
         timings = {"detector": 0.0, "landmarks": 0.0, "postprocess": 0.0, "triangulation": 0.0}
 
-        need = [v for v in range(count) if rois[v] is None]
+        absent = [v for v in range(count) if frames[v] is None]
+        need = [v for v in range(count) if rois[v] is None and frames[v] is not None]
         if need:
             t0 = time.perf_counter()
             found = self._detect_people(frames, need)
@@ -283,6 +287,8 @@ class BlazePoseDetector:
             for v in range(count):
                 if v in found:
                     candidates.append(found[v])
+                elif rois[v] is None:  # no frame in this view
+                    candidates.append(Detections(np.zeros(0), np.zeros((0, 4)), np.zeros((0, 4, 2))))
                 else:
                     kp = np.full((1, 4, 2), np.nan)
                     kp[0, 0] = (rois[v].center_x, rois[v].center_y)
@@ -326,6 +332,8 @@ class BlazePoseDetector:
                     next_rois[v], next_status[v] = roi, "tracked"
             timings["postprocess"] = (time.perf_counter() - t1) * 1e3
 
+        for v in absent:  # a dropped frame does not end the tracking
+            next_rois[v], next_status[v] = self._next_rois[v], self._next_status[v]
         points3d = None
         seen = [v for v in range(count) if status[v] != "lost"]
         if rig is not None and len(seen) >= 2:

@@ -256,6 +256,11 @@ def _open(path: Path, providers: list, threads: int | None):
     options.log_severity_level = 3  # errors only; the provider outcome is reported by this module
     if threads is not None:
         options.intra_op_num_threads = int(threads)
+    # ONNX Runtime's pool threads busy-wait between operators by default. On a CPU shared with
+    # capture, decoding and the GUI that time is taken from them: BlazePose's landmark model
+    # (2 views, 2 threads) took 200 ms and 100 ms of CPU per call with spinning on a loaded 2-core
+    # machine, 91 ms and 45-52 ms without (app/bench/pipeline.py).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except _ort_errors() as exc:

@@ -6,7 +6,6 @@ with the reason, when Qt, pyqtgraph or a display is missing. Screenshots go to t
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -15,55 +14,26 @@ import pytest
 
 from models.synthetic.mocap import shared_data_dir
 
+from gui_testing import image_array, near_colour, needs_gui, save_screenshot
+
 try:
-    from PyQt6.QtCore import Qt
-    from PyQt6.QtGui import QImage
     from PyQt6.QtWidgets import QApplication
 
     from app.gui.camera_tiles import JOINT_COLOUR
     from app.gui.main_window import MainWindow
     from app.gui.scene3d import SKELETON_COLOUR
+except (ImportError, OSError):  # reported by needs_gui
+    pass
 
-    GUI_MISSING = None
-except (ImportError, OSError) as exc:  # PyQt6 / pyqtgraph / PyOpenGL (libGL) not installed
-    GUI_MISSING = f"the GUI packages are not importable: {exc}"
-
-if GUI_MISSING is None and QApplication.instance() is None:
-    # As run_gui does: every window's 3D view shares GL resources (pyqtgraph caches its shader
-    # programs across views); must be set before pytest-qt creates the application.
-    QApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
-
-REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO / "test-artifacts"
 HANDOFF = Path("/tmp/handoff")
 DEMO = shared_data_dir() / "pose2sim_demo_single"
-HAS_DISPLAY = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-needs_gui = pytest.mark.skipif(
-    GUI_MISSING is not None or not HAS_DISPLAY,
-    reason=GUI_MISSING or "no display (install Xvfb and pytest-xvfb, or run on a desktop)",
-)
 pytestmark = needs_gui
 
 
-def image_array(image: "QImage") -> np.ndarray:
-    """(H, W, 3) uint8 RGB copy of a QImage."""
-    image = image.convertToFormat(QImage.Format.Format_RGB888)
-    width, height = image.width(), image.height()
-    data = np.frombuffer(image.constBits().asstring(image.sizeInBytes()), dtype=np.uint8)
-    return data.reshape(height, image.bytesPerLine())[:, : 3 * width].reshape(height, width, 3).copy()
-
-
-def near_colour(pixels: np.ndarray, colour, tolerance: int = 60) -> np.ndarray:
-    """(...,) True where an RGB pixel is within ``tolerance`` of ``colour`` in every channel."""
-    return (np.abs(pixels.astype(np.int64) - np.asarray(colour)[:3]) <= tolerance).all(axis=-1)
-
-
-def save_artifact(image: "QImage", name: str, *, handoff: bool = False) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    image.save(str(ARTIFACTS / name))
+def save_artifact(image, name: str, *, handoff: bool = False) -> None:
+    path = save_screenshot(image, name)
     if handoff and HANDOFF.is_dir():
-        shutil.copy(ARTIFACTS / name, HANDOFF / f"gui_{name}")
+        shutil.copy(path, HANDOFF / f"gui_{name}")
 
 
 @pytest.fixture(scope="session")
@@ -91,8 +61,8 @@ def real_take(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def window(qtbot):
-    window = MainWindow()
+def window(qtbot, tmp_path):
+    window = MainWindow(settings_path=tmp_path / "gui.yaml")  # never the user's own settings
     qtbot.addWidget(window)
     window.resize(1500, 900)
     window.show()
@@ -102,8 +72,9 @@ def window(qtbot):
 
 
 def show_frame(qtbot, window, frame: int) -> None:
+    """Seek to ``frame`` and wait until the window has drawn it (videos decode in the background)."""
     window.presenter.seek(frame)
-    qtbot.waitUntil(lambda: window.presenter.frame == frame, timeout=5000)
+    qtbot.waitUntil(lambda: window.shown is not None and window.shown.index == frame, timeout=10000)
     qtbot.wait(50)  # let the views repaint
     QApplication.processEvents()
 
@@ -121,8 +92,10 @@ def test_open_play_step_seek(qtbot, window, real_take: Path) -> None:
     qtbot.waitUntil(lambda: presenter.frame >= 5, timeout=15000)
     presenter.pause()
     assert not presenter.playing and window.play_button.text() == "▶"
+    assert window.slider.value() == presenter.frame
+    presenter.seek(50)  # wherever a loaded machine let playback get to
     frame = presenter.frame
-    assert window.slider.value() == frame
+    qtbot.waitUntil(lambda: window.shown is not None and window.shown.index == frame, timeout=10000)
     assert window.hud.text().startswith(f"frame {frame + 1}/100")
 
     window.forward_button.click()
@@ -133,6 +106,7 @@ def test_open_play_step_seek(qtbot, window, real_take: Path) -> None:
 
     window.slider.setValue(60)  # the user drags the slider
     assert presenter.frame == 60
+    qtbot.waitUntil(lambda: window.shown is not None and window.shown.index == 60, timeout=10000)
     assert "reproj. error median" in window.hud.text() and "views" in window.hud.text()
     assert window.hud.toolTip().count("\n") == 16 and "l_wrist: " in window.hud.toolTip()
     presenter.seek(10_000)
@@ -234,6 +208,7 @@ def test_errors_are_shown_in_the_window(qtbot, window, tmp_path: Path) -> None:
     assert "no calibration found" in window.statusBar().currentMessage()
     assert window.error_box is not None and window.error_box.isVisible()
     assert "no calibration found" in window.error_box.text()
+    qtbot.waitUntil(lambda: "no calibration found" in window.log_panel.toPlainText(), timeout=2000)
     with qtbot.waitSignal(window.presenter.error):
         window.presenter.set_speed(3.0)
     assert window.presenter.speed == 1.0

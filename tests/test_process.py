@@ -76,10 +76,12 @@ def test_camera_names_must_match(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "o" / "poses3d.npz").exists()
 
 
-def test_refiner_other_than_none_is_refused(tmp_path: Path, capsys) -> None:
+def test_a_refiner_that_cannot_be_loaded_is_a_clear_error(tmp_path: Path, capsys) -> None:
     folder, _, _ = _take(tmp_path, np.random.default_rng(3))
-    assert main(["process", str(folder), "--refiner", "default"]) == 2
-    assert "refiner" in capsys.readouterr().err
+    assert main(["process", str(folder), "--refiner", str(tmp_path / "missing.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "refiner" in err and "Traceback" not in err
+    assert not (folder / "poses3d.npz").exists()
 
 
 def test_missing_calibration_is_a_clear_error(tmp_path: Path, capsys) -> None:

@@ -85,3 +85,37 @@ def test_losses_see_each_corruption() -> None:
     confidence[0, 0, H36M17.index("l_wrist")] = 0.0
     moved[0, :, H36M17.index("l_wrist")] = cam[0, :, H36M17.index("l_wrist")]
     assert float(refiner_losses(moved, keypoints, confidence, K, dist, R, t)["reprojection_px"]) < 1e-3
+
+
+def test_reprojection_leaves_out_joints_projected_far_off_image() -> None:
+    """A joint whose projection lands absurdly far outside the image (a bad triangulation through the
+    distortion polynomial) adds nothing: the loss equals the loss with that joint's 2D removed, and
+    the gradient stays finite. Measured: identical totals (difference 0.0)."""
+    cameras = _cameras(np.random.default_rng(3))
+    K, dist, R, t = _tensors(cameras)
+    world = torch.tensor(STANDING)
+    cam = (torch.einsum("vcd,jd->vjc", R[0], world) + t[0][:, None])[None]  # (1, V, J, 3)
+    keypoints = torch.tensor(np.stack([c.project(STANDING) for c in cameras]))[None]
+    keypoints = keypoints + torch.randn(keypoints.shape, generator=torch.Generator().manual_seed(0),
+                                        dtype=torch.float64) * 3.0  # some error everywhere
+    confidence = torch.ones(1, 3, 17, dtype=torch.float64)
+    wrist = H36M17.index("l_wrist")
+    far = cam.clone()
+    # In view 0 the wrist goes 200 m sideways at its depth: projected ~60 000 px from the image.
+    far[0, 0, wrist, 0] += 200_000.0
+    far.requires_grad_(True)
+    pixels, _ = project(far.detach()[0], K[0], dist[0])
+    assert abs(float(pixels[0, wrist, 0])) > 1e4  # the case under test: far outside a 1920 px image
+    losses = refiner_losses(far, keypoints, confidence, K, dist, R, t)
+    losses["total"].backward()
+    assert torch.isfinite(far.grad).all()
+
+    without = confidence.clone()
+    without[0, 0, wrist] = 0.0  # the same joint's 2D removed
+    keypoints_without = keypoints.clone()
+    keypoints_without[0, 0, wrist] = float("nan")
+    reference = refiner_losses(far.detach(), keypoints_without, without, K, dist, R, t)
+    for key in ("total", "reprojection_px"):
+        assert float(losses[key].detach()) == pytest.approx(float(reference[key]), rel=1e-12, abs=1e-9)
+    # The far joint still counts in the other terms (they are 3D), so the check above is not vacuous:
+    assert float(losses["transform_mm"]) > 1000.0

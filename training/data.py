@@ -80,7 +80,7 @@ class DataConfig:
             raise CrossviewError(f"unknown noise {self.noise!r}; use mixed or one of {', '.join(PRESET_NAMES)}")
 
 
-def _camera_arrays(rig) -> dict[str, np.ndarray]:
+def camera_arrays(rig) -> dict[str, np.ndarray]:
     """``K (C, 3, 3)``, ``dist (C, 5)``, ``R (C, 3, 3)``, ``t (C, 3)`` of a pinhole rig."""
     dist = np.zeros((len(rig), NUM_DIST))
     for c, camera in enumerate(rig):
@@ -110,7 +110,7 @@ def sample_arrays(sample, target: str, noise: str, rng: np.random.Generator) -> 
             (target_keypoints >= 0) & (target_keypoints <= size), axis=-1)
         target_confidence = inside.astype(np.float64)
     T = sample.num_frames
-    cams = {k: np.broadcast_to(v, (T,) + v.shape) for k, v in _camera_arrays(sample.rig).items()}
+    cams = {k: np.broadcast_to(v, (T,) + v.shape) for k, v in camera_arrays(sample.rig).items()}
     return {
         "coarse_world": tri.points,  # (T, J, 3)
         "confidence": np.moveaxis(confidence, 0, 1),  # (T, C, J)

@@ -61,6 +61,14 @@ class TrainConfig:
     # The clearly labelled fully supervised baseline of the results table: the same network trained
     # on the 3D truth (L1 on the fused world pose, mm) instead of the weak objective. Never the default.
     supervised: bool = False
+    # Other data (None: the synthetic CMU data above). ``take``: a take folder, trained on its own
+    # detections, its last ``holdout`` fraction for validation (training.take_data); ``h36m``: a
+    # VideoPose3D data_3d_h36m.npz as the motion source instead of CMU (training.h36m); ``init``:
+    # start from this run folder's (or checkpoint file's) weights (fine-tuning).
+    take: str | None = None
+    holdout: float = 0.2
+    h36m: str | None = None
+    init: str | None = None
     # limits (short runs, tests)
     max_steps_per_epoch: int | None = None
     max_minutes: float | None = None  # stop after the epoch that crosses this wall-clock budget
@@ -136,6 +144,33 @@ def _plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _datasets(config: TrainConfig) -> tuple[RefinerDataset, RefinerDataset]:
+    """Training and validation data: a take (its end held out), H36M motion or CMU motion."""
+    if config.take:
+        from training.take_data import TakeDataConfig, take_datasets
+
+        return take_datasets(TakeDataConfig(config.take, holdout=config.holdout, pretrained=config.init is not None))
+    val_data = replace(config.data, seed=config.val_seed, passes=config.val_passes)
+    if config.h36m:
+        from training.h36m import h36m_arrays
+
+        return RefinerDataset(h36m_arrays(config.h36m, config.data)), RefinerDataset(h36m_arrays(config.h36m, val_data))
+    return RefinerDataset.build(config.data), RefinerDataset.build(val_data)
+
+
+def read_checkpoint(spec: str | Path, device: str | torch.device = "cpu") -> dict:
+    """The saved state of a run folder (its ``checkpoint.pt``) or of a checkpoint file."""
+    path = Path(spec)
+    path = path / "checkpoint.pt" if path.is_dir() else path
+    if not path.is_file():
+        raise CrossviewError(f"{spec}: no checkpoint found (give a run folder holding checkpoint.pt, or a .pt file)")
+    # weights_only=False: our own checkpoints hold the config dict and metric rows besides tensors.
+    state = torch.load(path, map_location=device, weights_only=False)
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise CrossviewError(f"{path}: not a crossview refiner checkpoint (no 'model' and 'config')")
+    return state
+
+
 def train(config: TrainConfig) -> Path:
     """Train (or resume) a refiner; returns the run directory."""
     # ---- setup
@@ -149,8 +184,7 @@ def train(config: TrainConfig) -> Path:
 
     # ---- data: generated and triangulated once, in memory
     started = time.monotonic()
-    train_set = RefinerDataset.build(config.data)
-    val_set = RefinerDataset.build(replace(config.data, seed=config.val_seed, passes=config.val_passes))
+    train_set, val_set = _datasets(config)
     log.info("data: %d training and %d validation frames in %.1f s", len(train_set), len(val_set),
              time.monotonic() - started)
     batches = loader(train_set, config.batch_size, shuffle=True, seed=config.seed)
@@ -168,6 +202,9 @@ def train(config: TrainConfig) -> Path:
     checkpoint_path = run_dir / "checkpoint.pt"
     rows: list[dict] = []
     first_epoch = 0
+    if config.init and not checkpoint_path.exists():
+        model.load_state_dict(read_checkpoint(config.init, device)["model"])
+        log.info("initial weights from %s", config.init)
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
@@ -253,18 +290,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--widths", type=int, nargs=3, default=(128, 192, 256))
     parser.add_argument("--noise", default="mixed", help="low, medium, high or mixed (one preset per pass)")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (seed 000: 1e-3)")
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--supervised", action="store_true",
                         help="train on the 3D truth instead of the weak objective (the baseline row of the results table)")
+    parser.add_argument("--take", default=None, help="train on a take folder's own 2D detections (no 3D)")
+    parser.add_argument("--holdout", type=float, default=0.2, help="with --take: fraction held out at its end")
+    parser.add_argument("--h36m", default=None, help="a VideoPose3D data_3d_h36m.npz as the motion source")
+    parser.add_argument("--init", default=None, help="start from a run folder's or checkpoint's weights "
+                                                     "(its architecture replaces --widths)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    model = CVUGCNConfig(widths=tuple(args.widths))
+    if args.init:
+        model = TrainConfig.from_dict(read_checkpoint(args.init)["config"]).model
     config = TrainConfig(out_dir=args.out, run_name=args.name, epochs=args.epochs, batch_size=args.batch_size,
                          data=DataConfig(passes=args.passes, target=args.target, noise=args.noise),
-                         model=CVUGCNConfig(widths=tuple(args.widths)), max_minutes=args.max_minutes,
-                         device=args.device, num_threads=args.threads, supervised=args.supervised)
-    print(train(config))
+                         model=model, max_minutes=args.max_minutes,
+                         device=args.device, num_threads=args.threads, supervised=args.supervised,
+                         take=args.take, holdout=args.holdout, h36m=args.h36m, init=args.init, lr=args.lr)
+    run_dir = train(config)
+    if args.take:
+        from training.take_eval import report_take_run
+
+        print(report_take_run(run_dir, args.take, args.holdout))
+    print(run_dir)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ BENCHMARKS = {
     "detector": "app.bench.detector",
     "real-recording": "app.bench.real_recording",
     "calibration": "app.bench.calibration_real",
+    "pipeline": "app.bench.pipeline",
+    "refiner": "app.bench.refiner",
 }
 
 

@@ -155,11 +155,19 @@ class Synchronizer:
             raise KeyError(f"unknown camera {camera!r}; cameras: {', '.join(self.cameras)}")
         self._ended.add(camera)
 
+    def resume(self, camera: str) -> None:
+        """Undo :meth:`end`: ``camera`` sends frames again (a live camera that reconnected), and
+        framesets wait for it once more."""
+        if camera not in self._queues:
+            raise KeyError(f"unknown camera {camera!r}; cameras: {', '.join(self.cameras)}")
+        self._ended.discard(camera)
+
     def _estimate_tolerance(self, frame: Frame) -> None:
         seen = self._seen[frame.camera]
         seen.append(frame.timestamp_s)
         intervals = [b - a for s in self._seen.values() for a, b in zip(s, s[1:]) if b > a]
-        if len(intervals) >= 4 and all(len(s) >= 2 for s in self._seen.values()):
+        waiting = [c for c, s in self._seen.items() if len(s) < 2 and c not in self._ended]
+        if len(intervals) >= 4 and not waiting:  # an ended camera (never connected) holds nothing back
             self.tolerance_s = 0.5 * statistics.median(intervals)
             logger.info("synchronizer: tolerance %.4f s (half the median frame interval)", self.tolerance_s)
 
@@ -206,29 +214,37 @@ class Synchronizer:
         return self._deliver(group)
 
     def _pop_live(self) -> FrameSet | None:
-        # Ended cameras (e.g. a camera thread that gave up) no longer hold the others back.
-        active = [c for c in self.cameras if c not in self._ended or self._queues[c]]
-        if not active or any(not self._queues[c] for c in active):
+        # Cameras still sending are required; an ended camera's buffered frames join a frameset when
+        # they match it and are skipped as stale otherwise, so a camera that vanished with frames in
+        # its queue never holds the others back. When every camera has ended, the leftovers are used.
+        required = [c for c in self.cameras if c not in self._ended]
+        if not required:
+            required = [c for c in self.cameras if self._queues[c]]
+        if not required or any(not self._queues[c] for c in required):
             return None
+        optional = [c for c in self.cameras if c not in required and self._queues[c]]
         # The camera whose newest frame is oldest bounds the newest complete frameset.
-        anchor_camera = min(active, key=lambda c: self._queues[c][-1].timestamp_s)
+        anchor_camera = min(required, key=lambda c: self._queues[c][-1].timestamp_s)
         for anchor in reversed(self._queues[anchor_camera]):
             group = {anchor_camera: anchor}
-            for camera in active:
+            for camera in required + optional:
                 if camera == anchor_camera:
                     continue
                 nearest = min(self._queues[camera], key=lambda f: abs(f.timestamp_s - anchor.timestamp_s))
-                if abs(nearest.timestamp_s - anchor.timestamp_s) > self.tolerance_s:
+                if abs(nearest.timestamp_s - anchor.timestamp_s) <= self.tolerance_s:
+                    group[camera] = nearest
+                elif camera in required:
                     break
-                group[camera] = nearest
             else:
                 if max(f.timestamp_s for f in group.values()) - min(f.timestamp_s for f in group.values()) \
                         > 2 * self.tolerance_s:
                     continue
-                for camera, frame in group.items():
+                newest_s = max(f.timestamp_s for f in group.values())
+                for camera in required + optional:
                     queue = self._queues[camera]
-                    while queue and queue[0].timestamp_s <= frame.timestamp_s:
-                        if queue.popleft() is not frame:
+                    limit_s = group[camera].timestamp_s if camera in group else newest_s
+                    while queue and queue[0].timestamp_s <= limit_s:
+                        if queue.popleft() is not group.get(camera):
                             self._skipped[camera] += 1
                 return self._deliver(group)
         return None

@@ -29,6 +29,20 @@ BLANK_GREY = 40
 DISPLAY_MAX_SIDE = 960
 
 
+def display_size(width: int, height: int) -> tuple[int, int]:
+    """The ``(width, height)`` in px at which a ``width`` x ``height`` camera's frames are shown."""
+    scale = min(1.0, DISPLAY_MAX_SIDE / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def to_display(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A frame ready for the tile: ``(H, W, 3)`` uint8 BGR -> ``size`` (width, height) RGB.
+    Pure, so decoder threads can prepare frames off the GUI thread."""
+    if frame.shape[1] != size[0] or frame.shape[0] != size[1]:
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
 def bone_segments(points: np.ndarray, bones: np.ndarray) -> np.ndarray:
     """The bones whose two ends are known, as consecutive point pairs.
 
@@ -54,7 +68,7 @@ class CameraTile(pg.GraphicsLayoutWidget):
         self.setBackground((BLANK_GREY // 2,) * 3)
         self.title = self.addLabel(camera.name, row=0, col=0)
         self.view = self.addViewBox(row=1, col=0, lockAspect=True, invertY=True, enableMenu=False)
-        self.image = pg.ImageItem(axisOrder="row-major", levels=(0, 255))
+        self.image = pg.ImageItem(axisOrder="row-major")  # uint8 RGB without levels: no rescaling per frame
         self.bone_item = pg.PlotCurveItem(connect="pairs", pen=pg.mkPen(BONE_COLOUR, width=3), antialias=True)
         self.joint_item = pg.ScatterPlotItem(size=7, pen=None, brush=pg.mkBrush(JOINT_COLOUR), pxMode=True)
         self.reprojection_item = pg.ScatterPlotItem(
@@ -63,8 +77,7 @@ class CameraTile(pg.GraphicsLayoutWidget):
         for z, item in enumerate((self.image, self.reprojection_item, self.bone_item, self.joint_item)):
             item.setZValue(z)
             self.view.addItem(item)
-        scale = min(1.0, DISPLAY_MAX_SIDE / max(camera.width, camera.height))
-        self.display_size = (max(1, round(camera.width * scale)), max(1, round(camera.height * scale)))  # width, height
+        self.display_size = display_size(camera.width, camera.height)  # width, height
         self._blank = np.full((self.display_size[1], self.display_size[0], 3), BLANK_GREY, dtype=np.uint8)
         self._showing_blank = False
         self.show_image(None)
@@ -72,17 +85,15 @@ class CameraTile(pg.GraphicsLayoutWidget):
         self.view.setRange(QRectF(0, 0, camera.width, camera.height), padding=0.0)
         self.view.disableAutoRange()
 
-    def show_image(self, frame: np.ndarray | None) -> None:
-        """Show ``frame`` ((H, W, 3) uint8 BGR at the camera's size) or a blank grey image."""
+    def show_image(self, frame: np.ndarray | None, *, prepared: bool = False) -> None:
+        """Show ``frame`` ((H, W, 3) uint8 BGR at the camera's size, or with ``prepared`` already
+        through :func:`to_display` at :attr:`display_size`) or, for None, a blank grey image."""
         if frame is None:
             if not self._showing_blank:
-                self.image.setImage(self._blank, autoLevels=False)
+                self.image.setImage(self._blank, autoLevels=False, levels=None)
                 self._showing_blank = True
             return
-        width, height = self.display_size
-        if frame.shape[1] != width or frame.shape[0] != height:
-            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-        self.image.setImage(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), autoLevels=False)
+        self.image.setImage(frame if prepared else to_display(frame, self.display_size), autoLevels=False, levels=None)
         self._showing_blank = False
 
     def show_keypoints(self, keypoints: np.ndarray | None) -> None:

@@ -30,10 +30,12 @@ def check_display() -> None:
         )
 
 
-def run_gui(take_folder: str | Path | None = None) -> int:
+def run_gui(take_folder: str | Path | None = None, *, demo: bool = False) -> int:
     """Show the main window (with ``take_folder`` open, if given) until it is closed.
 
-    Errors opening the take appear in the window. Returns the Qt event loop's exit status.
+    With ``demo``, ``take_folder`` is the sample take: it plays at once, with the MPJPE plot
+    against its ground truth (:mod:`app.gui.demo`). Errors opening the take appear in the window.
+    Returns the Qt event loop's exit status.
 
     Raises:
         CrossviewError: the GUI packages are missing or there is no display.
@@ -53,6 +55,10 @@ def run_gui(take_folder: str | Path | None = None) -> int:
     app.setApplicationName("Crossview")
     window = MainWindow()
     window.show()
-    if take_folder is not None:
+    if demo and take_folder is not None:
+        from app.gui.demo import open_demo
+
+        open_demo(window, Path(take_folder))
+    elif take_folder is not None:
         window.presenter.open_take(Path(take_folder))
     return int(app.exec())
