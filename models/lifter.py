@@ -36,7 +36,6 @@ right (see the card's N-MPJPE).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +43,11 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 import numpy as np
-import yaml
 
 from calibration.camera import Camera
 from calibration.errors import CrossviewError, check_shape
+from models.model_files import (CARD_SCHEMA_VERSION, CARD_SUFFIX, DEFAULT_MODEL_DIR, ExportedModel, card_int,
+                                card_mapping, card_path_for, card_text)
 from models.onnx_session import OnnxModel, TensorSpec, create_session
 from models.skeleton import H36M17
 
@@ -55,11 +55,7 @@ logger = logging.getLogger(__name__)
 
 NUM_JOINTS = 17
 MODEL_NAME = "lifter"
-CARD_SUFFIX = ".card.yaml"
-CARD_SCHEMA_VERSION = 1
 CARD_FAMILY = "transform-reprojection-lifter"
-#: The app's shipped model: ``assets/models/lifter.onnx`` and its card.
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
 #: Frames per ONNX Runtime call.
 MAX_BATCH = 4096
 
@@ -71,6 +67,8 @@ _CARD_KEYS = {
     "schema_version", "family", "name", "file", "sha256", "description", "opset", "parameters", "architecture",
     "joint_set", "joints", "min_seen_joints", "frames", "inputs", "outputs", "training", "metrics",
 }
+#: The lifter's files: ``lifter.onnx`` (shipped in :data:`DEFAULT_MODEL_DIR`), its card, the export command.
+FILES = ExportedModel(MODEL_NAME, CARD_FAMILY, frozenset(_CARD_KEYS), export_out="FILE.onnx")
 _MIN_DEPTH_MM = 1.0
 
 
@@ -124,48 +122,16 @@ def load_lifter_card(path: str | Path) -> LifterCard:
             a missing or mistyped value; the message names the file and the key.
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CrossviewError(f"{path}: cannot read the lifter's model card: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise CrossviewError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise CrossviewError(f"{path}: a model card must be a YAML mapping, got {type(data).__name__}")
-    unknown = sorted(set(map(str, data)) - _CARD_KEYS)
-    if unknown:
-        raise CrossviewError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_CARD_KEYS))}")
-    if data.get("schema_version") != CARD_SCHEMA_VERSION:
-        raise CrossviewError(f"{path}: key 'schema_version': this version reads {CARD_SCHEMA_VERSION}, "
-                             f"the card has {data.get('schema_version')!r}")
-    if data.get("family") != CARD_FAMILY:
-        raise CrossviewError(f"{path}: key 'family': a lifter card says {CARD_FAMILY!r}, this one "
-                             f"{data.get('family')!r} (is it another model's card?)")
-    for key in ("file", "joint_set", "min_seen_joints"):
-        if key not in data:
-            raise CrossviewError(f"{path}: key {key!r} is missing")
-    for key in ("file", "joint_set"):
-        if not isinstance(data[key], str) or not data[key]:
-            raise CrossviewError(f"{path}: key {key!r}: must be text, got {data[key]!r}")
-    seen = data["min_seen_joints"]
-    if not isinstance(seen, int) or isinstance(seen, bool):
-        raise CrossviewError(f"{path}: key 'min_seen_joints': must be an integer, got {seen!r}")
-    for key in ("training", "metrics"):
-        if not isinstance(data.get(key) or {}, dict):
-            raise CrossviewError(f"{path}: key {key!r}: must be a mapping")
+    data = FILES.read_card(path, required=("file", "joint_set", "min_seen_joints"))
     sha256 = data.get("sha256")
-    if sha256 is not None and not isinstance(sha256, str):
-        raise CrossviewError(f"{path}: key 'sha256': must be text, got {sha256!r}")
-    return LifterCard(path=path, name=str(data.get("name", path.name.removesuffix(CARD_SUFFIX))), file=data["file"],
-                      sha256=sha256, joint_set=data["joint_set"], min_seen_joints=seen,
-                      description=str(data.get("description", "")), training=data.get("training") or {},
-                      metrics=data.get("metrics") or {})
-
-
-def card_path_for(onnx_path: str | Path) -> Path:
-    """``lifter.onnx`` -> ``lifter.card.yaml`` beside it."""
-    onnx_path = Path(onnx_path)
-    return onnx_path.with_name(onnx_path.stem + CARD_SUFFIX)
+    return LifterCard(path=path, name=str(data.get("name", path.name.removesuffix(CARD_SUFFIX))),
+                      file=card_text(data["file"], "file", path),
+                      sha256=None if sha256 is None else card_text(sha256, "sha256", path),
+                      joint_set=card_text(data["joint_set"], "joint_set", path),
+                      min_seen_joints=card_int(data["min_seen_joints"], "min_seen_joints", path),
+                      description=str(data.get("description", "")),
+                      training=card_mapping(data.get("training") or {}, "training", path),
+                      metrics=card_mapping(data.get("metrics") or {}, "metrics", path))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -254,17 +220,8 @@ class Lifter:
             CrossviewError: a missing file or card, a card that describes another file, a model
                 whose tensors are not the lifter's (expected and actual listed), a broken file.
         """
-        onnx_path = _resolve_spec(spec)
-        card_path = card_path_for(onnx_path)
-        if not card_path.is_file():
-            raise CrossviewError(f"lifter {onnx_path}: its model card {card_path.name} is missing beside it; "
-                                 "'crossview train export RUN --out FILE.onnx' writes both")
-        card = load_lifter_card(card_path)
-        if card.file != onnx_path.name:
-            raise CrossviewError(f"{card_path}: key 'file' names {card.file!r}, not {onnx_path.name!r}")
-        if card.sha256 is not None and hashlib.sha256(onnx_path.read_bytes()).hexdigest() != card.sha256:
-            raise CrossviewError(f"{card_path}: describes another version of {onnx_path.name} (sha256 differs); "
-                                 "re-export both with 'crossview train export RUN --out FILE.onnx'")
+        onnx_path = FILES.resolve(spec)
+        card = FILES.open_card(onnx_path, load_lifter_card)
         model = create_session(onnx_path, device, inputs=INPUTS, outputs=OUTPUTS, threads=threads)
         logger.info("lifter %s on %s", onnx_path, model.provider)
         return cls(model, card)
@@ -346,30 +303,6 @@ class Lifter:
         return (points_cam - camera.t) @ camera.R  # R^T (x - t), as rows
 
 
-def _resolve_spec(spec: str | Path) -> Path:
-    """The ONNX file a ``--lifter`` spec names ("default", a .onnx file or a folder holding one)."""
-    if str(spec) == "default":
-        path = DEFAULT_MODEL_DIR / f"{MODEL_NAME}.onnx"
-        if not path.is_file():
-            raise CrossviewError(f"the default lifter {path} is missing from this installation; export one with "
-                                 f"'crossview train export RUN --out {path}', or run with --lifter none")
-        return path
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        candidate = path / f"{MODEL_NAME}.onnx"
-        if candidate.is_file():
-            return candidate
-        hint = (f"it is a training run without an export: run 'crossview train export {path}'"
-                if (path / "checkpoint.pt").is_file() else f"give the .onnx file or a folder holding {MODEL_NAME}.onnx")
-        raise CrossviewError(f"lifter {path}: the folder has no {MODEL_NAME}.onnx; {hint}")
-    if not path.is_file():
-        raise CrossviewError(f"lifter {path}: no such file; use --lifter default, none or the path of an "
-                             f"exported {MODEL_NAME}.onnx")
-    if path.suffix.lower() != ".onnx":
-        raise CrossviewError(f"lifter {path}: expected an exported .onnx model (crossview train export RUN)")
-    return path
-
-
 def load_lifter(spec: str | Path | None, *, device: str = "cpu") -> Lifter | None:
     """The ``--lifter`` option: ``"none"`` (or None) -> None, ``"default"`` or a path -> :class:`Lifter`."""
     if spec is None or str(spec) == "none":
@@ -377,5 +310,5 @@ def load_lifter(spec: str | Path | None, *, device: str = "cpu") -> Lifter | Non
     return Lifter.load(spec, device=device)
 
 
-__all__ = ["CARD_FAMILY", "Lifter", "LifterCard", "card_path_for", "fit_root_translation", "load_lifter",
-           "load_lifter_card"]
+__all__ = ["CARD_FAMILY", "CARD_SCHEMA_VERSION", "CARD_SUFFIX", "DEFAULT_MODEL_DIR", "FILES", "MODEL_NAME", "Lifter",
+           "LifterCard", "card_path_for", "fit_root_translation", "load_lifter", "load_lifter_card"]

@@ -60,7 +60,6 @@ batches. ``crossview bench refiner`` measures both models in the same run.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,10 +67,11 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 import numpy as np
-import yaml
 
 from calibration.errors import CrossviewError, check_shape
 from calibration.rig import Rig
+from models.model_files import (CARD_SCHEMA_VERSION, CARD_SUFFIX, DEFAULT_MODEL_DIR, ExportedModel, card_int,
+                                card_mapping, card_path_for, card_text)
 from models.onnx_session import OnnxModel, TensorSpec, create_session
 from models.skeleton import H36M17
 
@@ -79,11 +79,7 @@ logger = logging.getLogger(__name__)
 
 NUM_JOINTS = 17
 MODEL_NAME = "refiner"
-CARD_SUFFIX = ".card.yaml"
-CARD_SCHEMA_VERSION = 1
 CARD_FAMILY = "cvugcn-refiner"
-#: The app's shipped model: ``assets/models/refiner.onnx`` and its card.
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
 #: Weight added to every view's confidence in the fusion (training.cvugcn.fuse_views).
 FUSION_EPSILON = 0.01
 #: Frames per ONNX Runtime call (bounds the memory of long takes; ~3 MB of input at 4 views).
@@ -99,6 +95,8 @@ _CARD_KEYS = {
 }
 _FIXED_KEYS = {"views", "file", "sha256", "torch_onnx_max_abs_difference_mm"}
 _VIEW_KEYS = {"min", "max", "trained"}
+#: The refiner's files: ``refiner.onnx`` (shipped in :data:`DEFAULT_MODEL_DIR`), its card, the export command.
+FILES = ExportedModel(MODEL_NAME, CARD_FAMILY, frozenset(_CARD_KEYS), export_out="DIR")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,24 +163,6 @@ class RefinerCard:
         return self.path.parent / self.file
 
 
-def _int(value: Any, key: str, path: Path) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise CrossviewError(f"{path}: key {key!r}: must be an integer, got {value!r}")
-    return value
-
-
-def _text(value: Any, key: str, path: Path) -> str:
-    if not isinstance(value, str) or not value:
-        raise CrossviewError(f"{path}: key {key!r}: must be text, got {value!r}")
-    return value
-
-
-def _mapping(value: Any, key: str, path: Path) -> dict:
-    if not isinstance(value, dict):
-        raise CrossviewError(f"{path}: key {key!r}: must be a mapping, got {type(value).__name__}")
-    return value
-
-
 def load_refiner_card(path: str | Path) -> RefinerCard:
     """Read and validate a refiner card.
 
@@ -191,26 +171,8 @@ def load_refiner_card(path: str | Path) -> RefinerCard:
             a missing or mistyped value; the message names the file and the key.
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CrossviewError(f"{path}: cannot read the refiner's model card: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise CrossviewError(f"{path}: not valid YAML: {exc}") from None
-    data = _mapping(data, "", path)
-    unknown = sorted(set(map(str, data)) - _CARD_KEYS)
-    if unknown:
-        raise CrossviewError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_CARD_KEYS))}")
-    if data.get("schema_version") != CARD_SCHEMA_VERSION:
-        raise CrossviewError(f"{path}: key 'schema_version': this version reads {CARD_SCHEMA_VERSION}, "
-                             f"the card has {data.get('schema_version')!r}")
-    if data.get("family") != CARD_FAMILY:
-        raise CrossviewError(f"{path}: key 'family': a refiner card says {CARD_FAMILY!r}, this one "
-                             f"{data.get('family')!r} (is it another model's card?)")
-    for key in ("file", "joint_set", "views", "min_coarse_joints"):
-        if key not in data:
-            raise CrossviewError(f"{path}: key {key!r} is missing")
-    views = _mapping(data["views"], "views", path)
+    data = FILES.read_card(path, required=("file", "joint_set", "views", "min_coarse_joints"))
+    views = card_mapping(data["views"], "views", path)
     unknown = sorted(set(map(str, views)) - _VIEW_KEYS)
     if unknown:
         raise CrossviewError(f"{path}: unknown key(s) views.{', views.'.join(unknown)}; allowed: min, max, trained")
@@ -224,30 +186,30 @@ def load_refiner_card(path: str | Path) -> RefinerCard:
     if not isinstance(entries, list):
         raise CrossviewError(f"{path}: key 'fixed_view_models': must be a list, got {type(entries).__name__}")
     for entry in entries:
-        entry = _mapping(entry, "fixed_view_models", path)
+        entry = card_mapping(entry, "fixed_view_models", path)
         unknown = sorted(set(map(str, entry)) - _FIXED_KEYS)
         if unknown or "views" not in entry or "file" not in entry:
             raise CrossviewError(f"{path}: key 'fixed_view_models': each entry has views, file and optionally "
                                  f"sha256 (got keys {sorted(map(str, entry))})")
-        count = _int(entry["views"], "fixed_view_models.views", path)
+        count = card_int(entry["views"], "fixed_view_models.views", path)
         if count in fixed:
             raise CrossviewError(f"{path}: key 'fixed_view_models': two models for {count} views")
         digest = entry.get("sha256")
-        fixed[count] = (_text(entry["file"], "fixed_view_models.file", path),
-                        None if digest is None else _text(digest, "fixed_view_models.sha256", path))
+        fixed[count] = (card_text(entry["file"], "fixed_view_models.file", path),
+                        None if digest is None else card_text(digest, "fixed_view_models.sha256", path))
     return RefinerCard(
         path=path,
-        name=_text(data.get("name", path.name.removesuffix(CARD_SUFFIX)), "name", path),
-        file=_text(data["file"], "file", path),
-        sha256=None if sha256 is None else _text(sha256, "sha256", path),
-        joint_set=_text(data["joint_set"], "joint_set", path),
-        min_views=_int(views.get("min", 2), "views.min", path),
-        max_views=None if max_views is None else _int(max_views, "views.max", path),
-        trained_views=None if trained is None else tuple(_int(v, "views.trained", path) for v in trained),
-        min_coarse_joints=_int(data["min_coarse_joints"], "min_coarse_joints", path),
+        name=card_text(data.get("name", path.name.removesuffix(CARD_SUFFIX)), "name", path),
+        file=card_text(data["file"], "file", path),
+        sha256=None if sha256 is None else card_text(sha256, "sha256", path),
+        joint_set=card_text(data["joint_set"], "joint_set", path),
+        min_views=card_int(views.get("min", 2), "views.min", path),
+        max_views=None if max_views is None else card_int(max_views, "views.max", path),
+        trained_views=None if trained is None else tuple(card_int(v, "views.trained", path) for v in trained),
+        min_coarse_joints=card_int(data["min_coarse_joints"], "min_coarse_joints", path),
         description=str(data.get("description", "")),
-        training=_mapping(data.get("training") or {}, "training", path),
-        metrics=_mapping(data.get("metrics") or {}, "metrics", path),
+        training=card_mapping(data.get("training") or {}, "training", path),
+        metrics=card_mapping(data.get("metrics") or {}, "metrics", path),
         fixed_views=fixed,
     )
 
@@ -314,44 +276,6 @@ def _fuse_views(refined_cam: np.ndarray, clean_confidence: np.ndarray, R: np.nda
 
 
 # ------------------------------------------------------------------------------------------------
-def _resolve_spec(spec: str | Path) -> Path:
-    """The ONNX file a ``--refiner`` spec names ("default", a .onnx file or a folder holding one)."""
-    if str(spec) == "default":
-        path = DEFAULT_MODEL_DIR / f"{MODEL_NAME}.onnx"
-        if not path.is_file():
-            raise CrossviewError(
-                f"the default refiner {path} is missing from this installation; export one with "
-                f"'crossview train export RUN --out {DEFAULT_MODEL_DIR}', or run with --refiner none")
-        return path
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        candidate = path / f"{MODEL_NAME}.onnx"
-        if candidate.is_file():
-            return candidate
-        hint = (f"it is a training run without an export: run 'crossview train export {path} --out {path}'"
-                if (path / "checkpoint.pt").is_file() else f"give the .onnx file or a folder holding {MODEL_NAME}.onnx")
-        raise CrossviewError(f"refiner {path}: the folder has no {MODEL_NAME}.onnx; {hint}")
-    if not path.is_file():
-        raise CrossviewError(f"refiner {path}: no such file; use --refiner default, none or the path of an "
-                             f"exported {MODEL_NAME}.onnx")
-    if path.suffix.lower() != ".onnx":
-        raise CrossviewError(f"refiner {path}: expected an exported .onnx model (crossview train export RUN --out DIR)")
-    return path
-
-
-def _check_digest(card_path: Path, onnx_path: Path, sha256: str | None) -> None:
-    """Raise when the card's ``sha256`` (None: unchecked) is not ``onnx_path``'s."""
-    if sha256 is not None and hashlib.sha256(onnx_path.read_bytes()).hexdigest() != sha256:
-        raise CrossviewError(f"{card_path}: describes another version of {onnx_path.name} (sha256 differs); "
-                             "re-export both with 'crossview train export RUN --out DIR'")
-
-
-def card_path_for(onnx_path: str | Path) -> Path:
-    """``refiner.onnx`` -> ``refiner.card.yaml`` beside it."""
-    onnx_path = Path(onnx_path)
-    return onnx_path.with_name(onnx_path.stem + CARD_SUFFIX)
-
-
 class Refiner:
     """A loaded refiner: ONNX session + card. Create with :meth:`load` (or :func:`load_refiner`).
 
@@ -390,15 +314,9 @@ class Refiner:
                 whose tensors are not the refiner's (expected and actual listed) or that fixes
                 the batch or view count, a device that cannot be honoured.
         """
-        onnx_path = _resolve_spec(spec)
-        card_path = card_path_for(onnx_path)
-        if not card_path.is_file():
-            raise CrossviewError(f"refiner {onnx_path}: its model card {card_path.name} is missing beside it; "
-                                 "'crossview train export RUN --out DIR' writes both")
-        card = load_refiner_card(card_path)
-        if card.file != onnx_path.name:
-            raise CrossviewError(f"{card_path}: key 'file' names {card.file!r}, not {onnx_path.name!r}")
-        _check_digest(card_path, onnx_path, card.sha256)
+        onnx_path = FILES.resolve(spec)
+        card = FILES.open_card(onnx_path, load_refiner_card)
+        card_path = card.path
         model = create_session(onnx_path, device, inputs=INPUTS, outputs=OUTPUTS, threads=threads)
         fixed = [f"{name} {shape}" for name, shape in zip(model.input_names, model.input_shapes)
                  if shape[0] is not None or shape[1] is not None]
@@ -411,7 +329,7 @@ class Refiner:
             if not path.is_file():
                 raise CrossviewError(f"{card_path}: lists the {views}-view model {file}, which is missing beside it; "
                                      "re-export with 'crossview train export RUN --out DIR'")
-            _check_digest(card_path, path, digest)
+            FILES.check_digest(card_path, path, digest)
             fixed[views] = create_session(path, device, inputs=INPUTS, outputs=OUTPUTS, threads=threads)
             shapes = fixed[views].input_shapes
             if any(shape[0] is not None or shape[1] != views for shape in shapes):
@@ -534,5 +452,5 @@ def load_refiner(spec: str | Path | None, *, device: str = "cpu", threads: int |
     return Refiner.load(spec, device=device, threads=threads)
 
 
-__all__ = ["CARD_SUFFIX", "DEFAULT_MODEL_DIR", "Refiner", "RefinerCard", "card_path_for", "fuse_views", "load_refiner",
-           "load_refiner_card", "to_cameras"]
+__all__ = ["CARD_FAMILY", "CARD_SCHEMA_VERSION", "CARD_SUFFIX", "DEFAULT_MODEL_DIR", "FILES", "MODEL_NAME", "Refiner",
+           "RefinerCard", "card_path_for", "fuse_views", "load_refiner", "load_refiner_card", "to_cameras"]

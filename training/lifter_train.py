@@ -26,12 +26,9 @@ Command line (also ``crossview train lifter ...``)::
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import logging
-import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +39,8 @@ from models.metrics import mpjpe, n_mpjpe, root_relative
 from training.lifter import RUN_KIND, Lifter, LifterConfig, TwoBranch, count_parameters
 from training.lifter_data import LifterDataConfig, build_lifter_arrays, sample_pairs, single_views
 from training.lifter_losses import supervised_loss, weak_losses
+from training.run_folder import (budget_spent, config_from_dict, plot_losses, progress_bar, resume, save_epoch,
+                                 start_run)
 
 log = logging.getLogger(__name__)
 
@@ -95,24 +94,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        nested = {"data": LifterDataConfig, "model": LifterConfig}
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise CrossviewError(f"unknown lifter training config keys: {', '.join(sorted(unknown))}")
-        kwargs = {}
-        for key, value in values.items():
-            if key in nested:
-                value = nested[key](**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
-            kwargs[key] = value
-        return cls(**kwargs)
-
-
-def _device(name: str) -> torch.device:
-    """The requested device; asking for CUDA without one is an error, never a silent CPU fall-back."""
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CrossviewError(f"device {name!r} requested but torch sees no CUDA device; use --device cpu")
-    return device
+        return config_from_dict(cls, values, {"data": LifterDataConfig, "model": LifterConfig}, "lifter training")
 
 
 def learning_rate(config: TrainConfig, epoch: int) -> float:
@@ -157,49 +139,18 @@ def lift_views(model: Lifter, views: dict[str, np.ndarray], *, batch_size: int =
 
 
 def _plot(rows: list[dict], path: Path, objective: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    keys = ("total",) if objective == "supervised" else ("pretrain_m2", "reprojection", "transform_reprojection")
-    for key in keys:
-        left.plot(epochs, [max(r[f"train_{key}"], 1e-9) for r in rows], label=key)
-    left.set_yscale("log")
-    left.set_xlabel("epoch")
-    left.set_title("training losses" + (" (3D L1, supervised)" if objective == "supervised" else " (weak, no 3D)"))
-    left.legend(fontsize=8)
-    for key, style in (("val_mpjpe_mm", "k--"), ("val_n_mpjpe_mm", "C3-")):
-        right.plot(epochs, [r[key] for r in rows], style, label=key[4:])
-    right.set_xlabel("epoch")
-    right.set_ylabel("mm (root-relative, single view)")
-    right.set_title("validation (new rigs and noise)")
-    right.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _progress(iterable, total: int, enabled: bool, description: str):
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=description, file=sys.stderr, mininterval=5.0, leave=False)
+    supervised = objective == "supervised"
+    plot_losses(rows, path,
+                loss_keys=("total",) if supervised else ("pretrain_m2", "reprojection", "transform_reprojection"),
+                loss_title="training losses" + (" (3D L1, supervised)" if supervised else " (weak, no 3D)"),
+                validation=(("val_mpjpe_mm", "k--", "mpjpe_mm"), ("val_n_mpjpe_mm", "C3-", "n_mpjpe_mm")),
+                validation_label="mm (root-relative, single view)")
 
 
 def train(config: TrainConfig) -> Path:
     """Train (or resume) a lifter; returns the run directory."""
     # ---- setup
-    run_dir = Path(config.out_dir) / config.run_name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    torch.manual_seed(config.seed)
-    device = _device(config.device)
-    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    run_dir, device = start_run(config)
 
     # ---- data: generated once, in memory
     started = time.monotonic()
@@ -220,16 +171,7 @@ def train(config: TrainConfig) -> Path:
              count_parameters(model.root), device)
 
     # ---- resume
-    checkpoint_path = run_dir / "checkpoint.pt"
-    rows: list[dict] = []
-    first_epoch = 0
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        rows = state["rows"]
-        first_epoch = state["epoch"] + 1
-        log.info("resumed %s at epoch %d", checkpoint_path, first_epoch)
+    rows, first_epoch = resume(run_dir / "checkpoint.pt", device, model, optimizer)
 
     # ---- loop
     run_started = time.monotonic()
@@ -247,7 +189,7 @@ def train(config: TrainConfig) -> Path:
         sums = {k: 0.0 for k in LOSS_KEYS}
         steps = 0
         stage = "warm-up" if warmup and config.objective == "weak" else config.objective
-        for s in _progress(range(steps_per_epoch), steps_per_epoch, config.progress, f"epoch {epoch} ({stage})"):
+        for s in progress_bar(range(steps_per_epoch), steps_per_epoch, config.progress, f"epoch {epoch} ({stage})"):
             frames = order[s * config.batch_size:(s + 1) * config.batch_size]
             u, v = sample_pairs(train_arrays["view_ok"][frames].numpy(), rng)
             batch = _pair_batch(train_arrays, frames, u, v, device)
@@ -286,16 +228,9 @@ def train(config: TrainConfig) -> Path:
         # ---- checkpoint (atomic: a crash never leaves half a file), metrics, plot
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "rows": rows,
                  "config": config.to_dict()}
-        tmp = checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(checkpoint_path)
-        with open(run_dir / "metrics.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        save_epoch(run_dir, state, rows)
         _plot(rows, run_dir / "loss.png", config.objective)
-        if config.max_minutes is not None and time.monotonic() - run_started > 60 * config.max_minutes:
-            log.info("stopping after epoch %d: the %.1f-minute budget is spent", epoch, config.max_minutes)
+        if budget_spent(config.max_minutes, run_started, epoch):
             break
     return run_dir
 

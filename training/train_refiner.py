@@ -18,11 +18,9 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +31,8 @@ from training.cvugcn import CVUGCN, CVUGCNConfig, count_parameters, fuse_views
 from training.data import DataConfig, RefinerDataset, loader
 from training.evaluate import refine_dataset, score
 from training.losses import LossWeights, refiner_losses
+from training.run_folder import (budget_spent, config_from_dict, plot_losses, progress_bar, resume, save_epoch,
+                                 start_run, to_device)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class TrainConfig:
     # The clearly labelled fully supervised baseline of the results table: the same network trained
     # on the 3D truth (L1 on the fused world pose, mm) instead of the weak objective. Never the default.
     supervised: bool = False
+    progress: bool = True  # a progress bar per epoch on stderr
     # Other data (None: the synthetic CMU data above). ``take``: a take folder, trained on its own
     # detections, its last ``holdout`` fraction for validation (training.take_data); ``h36m``: a
     # VideoPose3D data_3d_h36m.npz as the motion source instead of CMU (training.h36m); ``init``:
@@ -82,29 +83,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        nested = {"data": DataConfig, "model": CVUGCNConfig, "weights": LossWeights}
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise CrossviewError(f"unknown training config keys: {', '.join(sorted(unknown))}")
-        kwargs = {}
-        for key, value in values.items():
-            if key in nested:
-                value = nested[key](**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
-            kwargs[key] = value
-        return cls(**kwargs)
-
-
-def _device(name: str) -> torch.device:
-    """The requested device; asking for CUDA without one is an error, never a silent CPU fall-back."""
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CrossviewError(f"device {name!r} requested but torch sees no CUDA device; use --device cpu")
-    return device
-
-
-def _to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        return config_from_dict(cls, values, {"data": DataConfig, "model": CVUGCNConfig, "weights": LossWeights},
+                                "training")
 
 
 def supervised_loss(refined: torch.Tensor, batch: dict) -> torch.Tensor:
@@ -120,28 +100,10 @@ def supervised_loss(refined: torch.Tensor, batch: dict) -> torch.Tensor:
 
 
 def _plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for key in LOSS_KEYS:
-        left.plot(epochs, [r[f"train_{key}"] for r in rows], label=key)
-    left.set_yscale("log")
-    left.set_xlabel("epoch")
-    left.set_title("training losses (weak, no 3D)")
-    left.legend(fontsize=8)
-    right.plot(epochs, [r["val_triangulation_mpjpe_mm"] for r in rows], "k--", label="triangulation")
-    right.plot(epochs, [r["val_refined_mpjpe_mm"] for r in rows], "C3", label="refined")
-    right.set_xlabel("epoch")
-    right.set_ylabel("MPJPE, mm (root-relative)")
-    right.set_title("validation (new rigs and noise)")
-    right.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plot_losses(rows, path, loss_keys=LOSS_KEYS, loss_title="training losses (weak, no 3D)",
+                validation=(("val_triangulation_mpjpe_mm", "k--", "triangulation"),
+                            ("val_refined_mpjpe_mm", "C3", "refined")),
+                validation_label="MPJPE, mm (root-relative)")
 
 
 def _datasets(config: TrainConfig) -> tuple[RefinerDataset, RefinerDataset]:
@@ -174,13 +136,7 @@ def read_checkpoint(spec: str | Path, device: str | torch.device = "cpu") -> dic
 def train(config: TrainConfig) -> Path:
     """Train (or resume) a refiner; returns the run directory."""
     # ---- setup
-    run_dir = Path(config.out_dir) / config.run_name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    torch.manual_seed(config.seed)
-    device = _device(config.device)
-    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    run_dir, device = start_run(config)
 
     # ---- data: generated and triangulated once, in memory
     started = time.monotonic()
@@ -200,19 +156,10 @@ def train(config: TrainConfig) -> Path:
 
     # ---- resume
     checkpoint_path = run_dir / "checkpoint.pt"
-    rows: list[dict] = []
-    first_epoch = 0
     if config.init and not checkpoint_path.exists():
         model.load_state_dict(read_checkpoint(config.init, device)["model"])
         log.info("initial weights from %s", config.init)
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        rows = state["rows"]
-        first_epoch = state["epoch"] + 1
-        log.info("resumed %s at epoch %d", checkpoint_path, first_epoch)
+    rows, first_epoch = resume(checkpoint_path, device, model, optimizer, scheduler)
 
     # ---- loop
     run_started = time.monotonic()
@@ -222,8 +169,8 @@ def train(config: TrainConfig) -> Path:
         batches.batch_sampler.set_epoch(epoch)
         sums = {k: 0.0 for k in LOSS_KEYS}
         steps = 0
-        for batch in batches:
-            batch = _to(batch, device)
+        for batch in progress_bar(batches, len(batches), config.progress, f"epoch {epoch}"):
+            batch = to_device(batch, device)
             refined = model(batch["points_cam"], batch["confidence"])
             losses = refiner_losses(refined, batch["target_keypoints"], batch["target_confidence"],
                                     batch["K"], batch["dist"], batch["R"], batch["t"], weights=config.weights)
@@ -257,16 +204,9 @@ def train(config: TrainConfig) -> Path:
         # ---- checkpoint (atomic: a crash never leaves half a file), metrics, plot
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "epoch": epoch, "rows": rows, "config": config.to_dict()}
-        tmp = checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(checkpoint_path)
-        with open(run_dir / "metrics.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        save_epoch(run_dir, state, rows)
         _plot(rows, run_dir / "loss.png")
-        if config.max_minutes is not None and time.monotonic() - run_started > 60 * config.max_minutes:
-            log.info("stopping after epoch %d: the %.1f-minute budget is spent", epoch, config.max_minutes)
+        if budget_spent(config.max_minutes, run_started, epoch):
             break
     return run_dir
 

@@ -39,6 +39,7 @@ BENCHMARKS = {
     "calibration": "app.bench.calibration_real",
     "pipeline": "app.bench.pipeline",
     "refiner": "app.bench.refiner",
+    "end-to-end": "app.bench.end_to_end",
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Callable, Sequence
 
 import numpy as np
 from PyQt6.QtCore import QRectF, Qt
@@ -75,6 +76,77 @@ def cell(text: str, colour: QColor | None = None) -> QTableWidgetItem:
     if colour is not None:
         item.setBackground(colour)
     return item
+
+
+def fill_table(table: QTableWidget, rows: Sequence[Sequence[tuple[str, QColor | None]]]) -> None:
+    """Replace ``table``'s rows: one ``(text, background colour or None)`` per cell; columns fit their text."""
+    table.setRowCount(len(rows))
+    for r, values in enumerate(rows):
+        for c, (text, colour) in enumerate(values):
+            table.setItem(r, c, cell(text, colour))
+    table.resizeColumnsToContents()
+
+
+class TaskPage(QWizardPage):
+    """A page that runs session tasks in the background: a status line, Cancel and a retry button.
+
+    A failure of one of the page's ``TASKS`` (the session's ``failed`` signal, or a command that
+    raises :class:`CrossviewError` on start) shows in red in ``status``, disables Cancel and enables
+    the retry button, which runs :meth:`initializePage` again; Back cancels the running task.
+    Subclasses add what else a failure changes in :meth:`_show_failure`.
+
+    Attributes:
+        session: the wizard's session.
+        error: the last task's error message, "" when none.
+        status: the status line.
+        cancel_button: cancels the running task.
+        retry_button: starts the page again.
+    """
+
+    #: The session task names whose failures this page shows.
+    TASKS: tuple[str, ...] = ()
+
+    def __init__(self, session: CalibrationSession, retry_text: str) -> None:
+        super().__init__()
+        self.session = session
+        self.error = ""
+        self.status = message_label()
+        self.cancel_button = QPushButton("Cancel")
+        self.retry_button = QPushButton(retry_text)
+        self.cancel_button.clicked.connect(lambda: session.task.cancel() if session.task else None)
+        self.retry_button.clicked.connect(self.initializePage)
+        session.failed.connect(self._on_failed)
+
+    def _reset_task_controls(self) -> None:
+        """Before a start: no error, a plain status line, Cancel on, retry off."""
+        self.error = ""
+        self.status.setStyleSheet("")
+        self.cancel_button.setEnabled(True)
+        self.retry_button.setEnabled(False)
+
+    def _run(self, task: str, command: Callable[[], None]) -> None:
+        """Call a session command that starts ``task``; its CrossviewError shows as that task's failure."""
+        try:
+            command()
+        except CrossviewError as exc:
+            self._on_failed(task, str(exc))
+
+    def cleanupPage(self) -> None:  # noqa: N802 (Back pressed)
+        self.session.cancel()
+
+    def _on_failed(self, task: str, message: str) -> None:
+        if task not in self.TASKS:
+            return
+        self.error = message
+        self.status.setStyleSheet(ERROR_STYLE)
+        self.status.setText(message)
+        self.cancel_button.setEnabled(False)
+        self.retry_button.setEnabled(True)
+        self._show_failure(message)
+        self.completeChanged.emit()
+
+    def _show_failure(self, message: str) -> None:
+        """What else a failure changes on the page (nothing by default)."""
 
 
 class BoardTile(pg.GraphicsLayoutWidget):
@@ -266,27 +338,24 @@ class SourcesPage(QWizardPage):
         return True
 
 
-class IntrinsicsPage(QWizardPage):
+class IntrinsicsPage(TaskPage):
     """Search the board in every frame (live overlay, coverage maps), then calibrate each camera's lens."""
 
+    TASKS = ("board search", "intrinsic calibration")
+
     def __init__(self, session: CalibrationSession) -> None:
-        super().__init__()
-        self.session = session
+        super().__init__(session, "Search again")
         self.setTitle("Intrinsics: the board in each camera")
         self.setSubTitle("Green circles: board corners found. Blue cells: parts of the image the board has "
                          "covered; a lens is only well calibrated where the board has been.")
         self.tiles: list[BoardTile] = []
-        self.error = ""  # the last task's error message, "" when none
         self.grid = QGridLayout()
         self.grid.setSpacing(2)
         self.progress = QProgressBar()
-        self.status = message_label()
         self.shared_label = message_label()
         self.shared_label.setToolTip("frames in which both cameras saw the board (live while frames come in)")
         self.stop_button = QPushButton("Stop capture")
         self.stop_button.setToolTip("live cameras: stop capturing and use the frames so far")
-        self.cancel_button = QPushButton("Cancel")
-        self.retry_button = QPushButton("Search again")
         self.table = table(0, ["camera", "views used", "coverage", "RMS px", "principal point (px)"])
         self.table.setMaximumHeight(150)
         row = QHBoxLayout()
@@ -301,13 +370,10 @@ class IntrinsicsPage(QWizardPage):
         layout.addWidget(self.table)
         self.stop_button.clicked.connect(session.stop_capture)
         session.views_changed.connect(self._on_views_changed)
-        self.cancel_button.clicked.connect(lambda: session.task.cancel() if session.task else None)
-        self.retry_button.clicked.connect(self.initializePage)
         session.preview.connect(self._on_preview)
         session.detection_progress.connect(self._on_progress)
         session.detection_done.connect(self._on_detection_done)
         session.intrinsics_done.connect(self._on_intrinsics_done)
-        session.failed.connect(self._on_failed)
 
     def initializePage(self) -> None:  # noqa: N802
         names = self.session.sources.camera_names
@@ -323,22 +389,13 @@ class IntrinsicsPage(QWizardPage):
             tile.reset()
         self.table.setRowCount(0)
         self.shared_label.setText("")
-        self.error = ""
+        self._reset_task_controls()
         self.progress.setRange(0, 0 if self.session.sources.live else 1)
         self.progress.setValue(0)
-        self.status.setStyleSheet("")
         self.status.setText("Searching the board…")
         self.stop_button.setVisible(bool(self.session.sources.live))
-        self.cancel_button.setEnabled(True)
-        self.retry_button.setEnabled(False)
-        try:
-            self.session.start_detection()
-        except CrossviewError as exc:
-            self._on_failed("board search", str(exc))
+        self._run("board search", self.session.start_detection)
         self.completeChanged.emit()
-
-    def cleanupPage(self) -> None:  # noqa: N802 (Back pressed)
-        self.session.cancel()
 
     def isComplete(self) -> bool:  # noqa: N802
         return self.session.intrinsics is not None
@@ -365,26 +422,17 @@ class IntrinsicsPage(QWizardPage):
         found = np.isfinite(views.corners[..., 0]).any(axis=2).sum(axis=1)  # (C,)
         self.status.setText(f"Board found in {', '.join(f'{n}: {k}' for n, k in zip(views.names, found))} frames; "
                             "calibrating each camera's lens…")
-        try:
-            self.session.start_intrinsics()
-        except CrossviewError as exc:
-            self._on_failed("intrinsic calibration", str(exc))
+        self._run("intrinsic calibration", self.session.start_intrinsics)
 
     def _on_intrinsics_done(self, results) -> None:
-        self.table.setRowCount(len(results))
-        for r, result in enumerate(results):
+        rows = []
+        for result in results:
             K = result.camera.K
             pp = f"{K[0, 2]:.0f}, {K[1, 2]:.0f}" + (" (held at centre)" if result.principal_point_fixed else "")
-            values = [result.camera.name, str(int(result.used.sum())), f"{100 * result.coverage:.0f} %",
-                      f"{result.rms_px:.2f}", pp]
-            for c, text in enumerate(values):
-                colour = None
-                if c == 3:
-                    colour = GOOD if result.rms_px <= 1.0 else WEAK
-                if c == 2:
-                    colour = GOOD if result.coverage >= 0.3 else WEAK
-                self.table.setItem(r, c, cell(text, colour))
-        self.table.resizeColumnsToContents()
+            rows.append([(result.camera.name, None), (str(int(result.used.sum())), None),
+                         (f"{100 * result.coverage:.0f} %", GOOD if result.coverage >= 0.3 else WEAK),
+                         (f"{result.rms_px:.2f}", GOOD if result.rms_px <= 1.0 else WEAK), (pp, None)])
+        fill_table(self.table, rows)
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         self.status.setText("Lenses calibrated. Low coverage (orange): the board stayed in part of the image, so the "
@@ -393,18 +441,10 @@ class IntrinsicsPage(QWizardPage):
         self.stop_button.setVisible(False)
         self.completeChanged.emit()
 
-    def _on_failed(self, task: str, message: str) -> None:
-        if task not in ("board search", "intrinsic calibration"):
-            return
-        self.error = message
-        self.status.setStyleSheet(ERROR_STYLE)
-        self.status.setText(message)
+    def _show_failure(self, message: str) -> None:
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.cancel_button.setEnabled(False)
         self.stop_button.setVisible(False)
-        self.retry_button.setEnabled(True)
-        self.completeChanged.emit()
 
 
 class ExtrinsicsPage(QWizardPage):

@@ -26,7 +26,7 @@ from PyQt6.QtWidgets import (
 
 import pyqtgraph.opengl as gl
 
-from app.gui.calibration_wizard_pages import ERROR_STYLE, GOOD, WEAK, cell, message_label, table
+from app.gui.calibration_wizard_pages import ERROR_STYLE, GOOD, WEAK, TaskPage, fill_table, message_label, table
 from app.gui.calibration_wizard_session import CalibrationSession
 from app.gui.scene3d import Scene3D
 from calibration.errors import CrossviewError
@@ -35,55 +35,45 @@ from calibration.files import save_rig
 logger = logging.getLogger(__name__)
 
 
-class SolvePage(QWizardPage):
+class SolvePage(TaskPage):
     """The bundle adjustment, with progress and Cancel."""
 
+    TASKS = ("calibration",)
+
     def __init__(self, session: CalibrationSession) -> None:
-        super().__init__()
-        self.session = session
+        super().__init__(session, "Solve again")
         self.setTitle("Solve")
         self.setSubTitle("Pairwise poses, chained over the cameras, then a bundle adjustment of all cameras "
                          "and board poses.")
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.step_label = message_label()
-        self.status = message_label()
         self.log = QPlainTextEdit(readOnly=True)
         self.log.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.cancel_button = QPushButton("Cancel")
-        self.again_button = QPushButton("Solve again")
-        self.error = ""
         row = QHBoxLayout()
         row.addWidget(self.progress, 1)
         row.addWidget(self.cancel_button)
-        row.addWidget(self.again_button)
+        row.addWidget(self.retry_button)
         layout = QVBoxLayout(self)
         layout.addLayout(row)
         layout.addWidget(self.step_label)
         layout.addWidget(self.status)
         layout.addWidget(self.log, 1)
-        self.cancel_button.clicked.connect(lambda: session.task.cancel() if session.task else None)
-        self.again_button.clicked.connect(self.initializePage)
         session.solve_progress.connect(self._on_progress)
         session.solved.connect(self._on_solved)
-        session.failed.connect(self._on_failed)
+
+    @property
+    def again_button(self) -> QPushButton:
+        """The "Solve again" button (:attr:`retry_button`)."""
+        return self.retry_button
 
     def initializePage(self) -> None:  # noqa: N802
         self.progress.setValue(0)
-        self.error = ""
         self.log.clear()
         self.status.setText("")
-        self.status.setStyleSheet("")
-        self.cancel_button.setEnabled(True)
-        self.again_button.setEnabled(False)
-        try:
-            self.session.start_solve()
-        except CrossviewError as exc:
-            self._on_failed("calibration", str(exc))
+        self._reset_task_controls()
+        self._run("calibration", self.session.start_solve)
         self.completeChanged.emit()
-
-    def cleanupPage(self) -> None:  # noqa: N802
-        self.session.cancel()
 
     def isComplete(self) -> bool:  # noqa: N802
         return self.session.calibration is not None
@@ -101,16 +91,8 @@ class SolvePage(QWizardPage):
         self.cancel_button.setEnabled(False)
         self.completeChanged.emit()
 
-    def _on_failed(self, task: str, message: str) -> None:
-        if task != "calibration":
-            return
-        self.error = message
-        self.status.setStyleSheet(ERROR_STYLE)
-        self.status.setText(message)
+    def _show_failure(self, message: str) -> None:
         self.log.appendPlainText(f"stopped: {message}")
-        self.cancel_button.setEnabled(False)
-        self.again_button.setEnabled(True)
-        self.completeChanged.emit()
 
 
 class ReviewPage(QWizardPage):
@@ -165,14 +147,10 @@ class ReviewPage(QWizardPage):
     def initializePage(self) -> None:  # noqa: N802
         calibration = self.session.calibration
         quality = calibration.quality
-        self.table.setRowCount(len(quality.cameras))
-        for r, q in enumerate(quality.cameras):
-            values = [q.name, f"{q.rms_px:.2f}", f"{q.error_mm:.2f}", f"{q.depth_mm / 1000:.2f}",
-                      f"{100 * q.coverage:.0f} %", str(q.views)]
-            for c, text in enumerate(values):
-                colour = (GOOD if q.rms_px <= 1.0 else WEAK) if c == 1 else (GOOD if q.error_mm <= 3.0 else WEAK) if c == 2 else None
-                self.table.setItem(r, c, cell(text, colour))
-        self.table.resizeColumnsToContents()
+        fill_table(self.table, [[(q.name, None), (f"{q.rms_px:.2f}", GOOD if q.rms_px <= 1.0 else WEAK),
+                                 (f"{q.error_mm:.2f}", GOOD if q.error_mm <= 3.0 else WEAK),
+                                 (f"{q.depth_mm / 1000:.2f}", None), (f"{100 * q.coverage:.0f} %", None),
+                                 (str(q.views), None)] for q in quality.cameras])
         self.warnings.setPlainText("\n".join(quality.warnings) or "No warnings.")
         rig = calibration.rig
         board = self.session.sources.board
