@@ -43,6 +43,7 @@ import numpy as np
 from calibration.camera import Camera
 from calibration.errors import CrossviewError, check_shape
 from calibration.rig import Rig
+from calibration.triangulation import DEFAULT_MAX_REPROJECTION_ERROR_PX
 from models.filters import OneEuroFilter
 from models.skeleton import to_h36m17
 
@@ -212,12 +213,18 @@ class Pipeline:
         smoother: an object with ``filter(points, t_s)`` and ``reset()``
             (:class:`models.filters.OneEuroFilter`), or None for no temporal filter.
         robust: robust triangulation (default) or plain confidence-weighted DLT.
+        max_reprojection_error_px: robust triangulation drops a view whose reprojection error
+            stays above this (px) while more than two views remain.
     """
 
     def __init__(self, rig: Rig, detector: Detector | None = None, refiner: Refiner | None = None,
-                 lifter: Lifter | None = None, smoother: OneEuroFilter | None = None, robust: bool = True) -> None:
+                 lifter: Lifter | None = None, smoother: OneEuroFilter | None = None, robust: bool = True,
+                 max_reprojection_error_px: float = DEFAULT_MAX_REPROJECTION_ERROR_PX) -> None:
         if not isinstance(rig, Rig):
             raise CrossviewError(f"Pipeline needs a Rig, got {type(rig).__name__}")
+        if not max_reprojection_error_px > 0:
+            raise CrossviewError(f"the reprojection rejection threshold must be > 0 px, got {max_reprojection_error_px}")
+        self.max_reprojection_error_px = float(max_reprojection_error_px)
         self.rig = rig
         self.detector = detector
         self.refiner = refiner
@@ -308,7 +315,8 @@ class Pipeline:
         method = "none"
         if len(seen) >= 2:
             t0 = time.perf_counter()
-            result = self.rig.triangulate(kp17, conf17, robust=self.robust)  # (17, 3) mm
+            result = self.rig.triangulate(kp17, conf17, robust=self.robust,
+                                             max_reprojection_error_px=self.max_reprojection_error_px)  # (17, 3) mm
             timings["triangulate"] = 1000.0 * (time.perf_counter() - t0)
             if np.isfinite(result.points).all(axis=1).any():
                 triangulated = np.array(result.points)

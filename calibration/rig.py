@@ -121,11 +121,13 @@ class Rig:
             [c.undistort_points(p, normalized=normalized) for c, p in zip(self.cameras, points2d)]
         )
 
-    def triangulate(self, points2d: np.ndarray, confidence: np.ndarray | None = None, *, robust: bool = True):
-        """Triangulate points seen by the cameras; see :func:`calibration.triangulation.triangulate`."""
+    def triangulate(self, points2d: np.ndarray, confidence: np.ndarray | None = None, *, robust: bool = True,
+                    **options):
+        """Triangulate points seen by the cameras; see :func:`calibration.triangulation.triangulate`
+        (``options``: ``sigma_mm``, ``max_reprojection_error_px``)."""
         from calibration.triangulation import triangulate
 
-        return triangulate(self, points2d, confidence, robust=robust)
+        return triangulate(self, points2d, confidence, robust=robust, **options)
 
     def __repr__(self) -> str:
         return f"Rig({len(self)} cameras: {', '.join(self.names)})"

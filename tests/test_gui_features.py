@@ -80,7 +80,7 @@ def test_settings_round_trip(window, tmp_path: Path) -> None:
     from calibration.errors import InputFileError
 
     chosen = GuiSettings(detector="blazepose", refiner="none", lifter="none", provider="cpu", min_confidence=0.45,
-                         filter_enabled=False, min_cutoff_hz=2.5, beta=0.2, d_cutoff_hz=1.5)
+                         max_reprojection_error_px=35.0, filter_enabled=False, min_cutoff_hz=2.5, beta=0.2, d_cutoff_hz=1.5)
     dialog = SettingsDialog(chosen, window)
     assert dialog.settings() == chosen  # every control holds its field both ways
     dialog.beta_spin.setValue(0.7)

@@ -266,3 +266,18 @@ def test_real_detector_on_rendered_frames() -> None:
         pose = lifting.process([frames[0], None], 6 / FPS)
         assert pose.method == "lifted" and (pose.views_used == 1).all() and pose.timings_ms["lift"] > 0
         assert np.nanmedian(pose.reprojection_error[0]) < 15.0, pose.reprojection_error[0]
+
+
+def test_reprojection_threshold_decides_which_views_are_dropped() -> None:
+    """One view 40 px off: the default 60 px keeps it (4 views used), 20 px drops it (3 views),
+    and the pose is then exact again; a threshold <= 0 is refused."""
+    rig = _rig(4)
+    truth = _pose(np.random.default_rng(3))
+    kept = Pipeline(rig, ProjectingDetector(rig, truth, offset_px=(2, np.array([40.0, 0.0]))))
+    dropped = Pipeline(rig, ProjectingDetector(rig, truth, offset_px=(2, np.array([40.0, 0.0]))),
+                       max_reprojection_error_px=20.0)
+    a, b = kept.process(_frames(rig), 0.0), dropped.process(_frames(rig), 0.0)
+    assert (a.views_used == 4).all() and (b.views_used == 3).all()
+    assert np.abs(b.points3d - truth).max() < 1e-2 < np.abs(a.points3d - truth).max()
+    with pytest.raises(CrossviewError, match="rejection threshold"):
+        Pipeline(rig, max_reprojection_error_px=0.0)

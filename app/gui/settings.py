@@ -21,6 +21,7 @@ import yaml
 
 from calibration.errors import CrossviewError, InputFileError
 from calibration.rig import Rig
+from calibration.triangulation import DEFAULT_MAX_REPROJECTION_ERROR_PX
 from models.filters import DEFAULT_BETA, DEFAULT_D_CUTOFF_HZ, DEFAULT_MIN_CUTOFF_HZ
 from models.keypoint_io import atomic_write_bytes
 
@@ -41,6 +42,8 @@ class GuiSettings:
         lifter: single-view lifter spec (``"none"``, ``"default"`` or a path), see ``models.lifter``.
         provider: where the models run: ``auto``, ``cpu`` or ``cuda``.
         min_confidence: 2D keypoints below this confidence are treated as not seen, in [0, 1].
+        max_reprojection_error_px: robust triangulation drops a view whose reprojection error
+            stays above this (px) while more than two views remain.
         filter_enabled: smooth the 3D joints over time with the One-Euro filter.
         min_cutoff_hz: One-Euro minimum cut-off frequency (lower: smoother at rest), Hz.
         beta: One-Euro speed coefficient (higher: less lag in fast motion).
@@ -52,6 +55,7 @@ class GuiSettings:
     lifter: str = "default"
     provider: str = "auto"
     min_confidence: float = 0.3
+    max_reprojection_error_px: float = DEFAULT_MAX_REPROJECTION_ERROR_PX
     filter_enabled: bool = True
     min_cutoff_hz: float = DEFAULT_MIN_CUTOFF_HZ
     beta: float = DEFAULT_BETA
@@ -65,7 +69,7 @@ class GuiSettings:
             raise CrossviewError(f"settings: provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise CrossviewError(f"settings: min_confidence must be in [0, 1], got {self.min_confidence}")
-        for name in ("min_cutoff_hz", "d_cutoff_hz"):
+        for name in ("min_cutoff_hz", "d_cutoff_hz", "max_reprojection_error_px"):
             if not getattr(self, name) > 0:
                 raise CrossviewError(f"settings: {name} must be positive, got {getattr(self, name)}")
         if not self.beta >= 0:
@@ -181,4 +185,5 @@ def build_pipeline(rig: Rig, settings: GuiSettings):
     if settings.filter_enabled:
         smoother = OneEuroFilter(settings.min_cutoff_hz, settings.beta, settings.d_cutoff_hz)
     return Pipeline(rig, detector, refiner=load_model("refiner", settings.refiner),
-                    lifter=load_model("lifter", settings.lifter), smoother=smoother, robust=True)
+                    lifter=load_model("lifter", settings.lifter), smoother=smoother, robust=True,
+                    max_reprojection_error_px=settings.max_reprojection_error_px)

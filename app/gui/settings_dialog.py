@@ -50,6 +50,8 @@ class SettingsDialog(QDialog):
         self.provider_box.addItems(PROVIDERS)
         self.confidence_spin = _spin(0.0, 1.0, 0.05, 2)
         self.confidence_spin.setToolTip("2D keypoints below this confidence count as not seen")
+        self.reprojection_spin = _spin(1.0, 1000.0, 5.0, 1, " px")
+        self.reprojection_spin.setToolTip("with 3+ views, a view whose reprojection error stays above this is dropped")
         self.filter_check = QCheckBox("Smooth the 3D joints (One-Euro filter)")
         self.min_cutoff_spin = _spin(0.01, 30.0, 0.1, 2, " Hz")
         self.beta_spin = _spin(0.0, 10.0, 0.01, 3)
@@ -66,6 +68,7 @@ class SettingsDialog(QDialog):
         thresholds = QGroupBox("Thresholds")
         form = QFormLayout(thresholds)
         form.addRow("Minimum keypoint confidence", self.confidence_spin)
+        form.addRow("Drop a view above (reprojection error)", self.reprojection_spin)
         smoothing = QGroupBox("Temporal filter")
         form = QFormLayout(smoothing)
         form.addRow(self.filter_check)
@@ -93,6 +96,7 @@ class SettingsDialog(QDialog):
         self.lifter_edit.setText(settings.lifter)
         self.provider_box.setCurrentText(settings.provider)
         self.confidence_spin.setValue(settings.min_confidence)
+        self.reprojection_spin.setValue(settings.max_reprojection_error_px)
         self.filter_check.setChecked(settings.filter_enabled)
         self.min_cutoff_spin.setValue(settings.min_cutoff_hz)
         self.beta_spin.setValue(settings.beta)
@@ -112,6 +116,7 @@ class SettingsDialog(QDialog):
             lifter=self.lifter_edit.text().strip(),
             provider=self.provider_box.currentText(),
             min_confidence=self.confidence_spin.value(),
+            max_reprojection_error_px=self.reprojection_spin.value(),
             filter_enabled=self.filter_check.isChecked(),
             min_cutoff_hz=self.min_cutoff_spin.value(),
             beta=self.beta_spin.value(),
