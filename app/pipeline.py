@@ -272,12 +272,37 @@ class Pipeline:
             raise CrossviewError("this pipeline has no detector: use process_keypoints, or build it with one")
         if len(frames) != len(self.rig):
             raise CrossviewError(f"{len(frames)} frames for a rig of {len(self.rig)} cameras ({', '.join(self.rig.names)})")
+        self._fit_rig_to(frames)
         start = time.perf_counter()
         detected = self.detector(frames, self.rig)
         detect_ms = 1000.0 * (time.perf_counter() - start)
         return self._pose(np.asarray(detected.keypoints), np.asarray(detected.confidence),
                           np.asarray(detected.found, dtype=bool), self.detector.joint_set, t_s,
                           start, detect_ms, self.provider)
+
+    def _fit_rig_to(self, frames: Sequence[np.ndarray | None]) -> None:
+        """Adapt the rig once to frames of another size than calibrated (a camera delivering 720p
+        for a 1080p calibration): the calibrated image is taken as scaled to fit and centred
+        (:meth:`calibration.camera.Camera.fitted_to_image`). A different aspect ratio is logged,
+        as that assumption (letterboxing, not cropping) may not hold."""
+        cameras = list(self.rig.cameras)
+        for index, (camera, frame) in enumerate(zip(cameras, frames)):
+            if frame is None or frame.ndim < 2:
+                continue
+            height, width = frame.shape[:2]
+            if (width, height) == (camera.width, camera.height):
+                continue
+            cameras[index] = camera.fitted_to_image(width, height)
+            message = ("camera %s delivers %dx%d frames but was calibrated at %dx%d: using the calibration "
+                       "scaled to fit")
+            if abs(width / height - camera.width / camera.height) > 0.01 * camera.width / camera.height:
+                logger.warning(message + " (another aspect ratio: assumed letterboxed, not cropped; recalibrate "
+                               "at this size if the overlay is off)", camera.name, width, height, camera.width,
+                               camera.height)
+            else:
+                logger.info(message, camera.name, width, height, camera.width, camera.height)
+        if any(a is not b for a, b in zip(cameras, self.rig.cameras)):
+            self.rig = Rig(tuple(cameras))
 
     def process_keypoints(self, keypoints: np.ndarray, confidence: np.ndarray, t_s: float, *,
                           joint_set: str = "h36m17") -> PoseFrame:

@@ -281,3 +281,19 @@ def test_reprojection_threshold_decides_which_views_are_dropped() -> None:
     assert np.abs(b.points3d - truth).max() < 1e-2 < np.abs(a.points3d - truth).max()
     with pytest.raises(CrossviewError, match="rejection threshold"):
         Pipeline(rig, max_reprojection_error_px=0.0)
+
+
+def test_frames_smaller_than_calibrated_use_the_scaled_calibration(caplog) -> None:
+    """Cameras calibrated at 1280x720 delivering 640x360: the rig is scaled once and the pose is
+    exact again (< 1e-2 mm), with one info line per camera."""
+    rig = _rig(3)
+    half = Rig(tuple(c.fitted_to_image(640, 360) for c in rig))
+    truth = _pose(np.random.default_rng(4))
+    pipe = Pipeline(rig, ProjectingDetector(half, truth))
+    frames = [np.zeros((360, 640, 3), np.uint8) for _ in rig]
+    with caplog.at_level(logging.INFO, logger="app.pipeline"):
+        pose = pipe.process(frames, 0.0)
+        pipe.process(frames, 0.033)
+    assert np.abs(pose.points3d - truth).max() < 1e-2
+    assert [c.width for c in pipe.rig] == [640] * 3
+    assert sum("calibrated at 1280x720" in r.getMessage() for r in caplog.records) == 3

@@ -52,7 +52,8 @@ class LiveFeed(QObject):
 
     Signals:
         frame_ready(ViewFrame), error(str), recording_changed(str: the folder, "" when stopped),
-        rig_changed(Rig): without a calibration, the cameras' sizes became known from their frames.
+        rig_changed(Rig): the cameras' frame sizes became known (no calibration) or differ from the
+            calibrated ones (the calibration scaled to fit).
     """
 
     frame_ready = pyqtSignal(object)
@@ -158,22 +159,32 @@ class LiveFeed(QObject):
         if latest is None:
             return
         frameset, images, pose = latest
+        self._track_sizes(frameset, tuple(images))
         if pose is None:
             self._show_frameset(frameset, tuple(images))
         else:
             self.count += 1
             self.frame_ready.emit(from_pose_frame(self.count - 1, frameset.timestamp_s, images, pose))
 
+    def _track_sizes(self, frameset: FrameSet, images: tuple) -> None:
+        """Keep the drawn rig at the frames' sizes: without a calibration the tiles take them from
+        the frames; with one, a camera delivering another size than calibrated gets the calibration
+        scaled to fit (as the pipeline does), so overlays land on the pixels."""
+        current = {c.name: (c.width, c.height) for c in self.rig}
+        sizes = dict(current)
+        for name, image in zip(frameset.cameras, images):
+            if image is not None:
+                sizes[name] = (image.shape[1], image.shape[0])
+        if sizes == current:
+            return
+        if self.calibrated:
+            self.rig = Rig(tuple(c.fitted_to_image(*sizes[c.name]) for c in self.rig))
+        else:
+            self.rig = placeholder_rig(sizes)
+        self.rig_changed.emit(self.rig)
+
     def _show_frameset(self, frameset: FrameSet, images: tuple) -> None:
         self.count += 1
-        if not self.calibrated:
-            sizes = {c.name: (c.width, c.height) for c in self.rig}
-            for name, image in zip(frameset.cameras, images):
-                if image is not None:
-                    sizes[name] = (image.shape[1], image.shape[0])
-            if sizes != {c.name: (c.width, c.height) for c in self.rig}:
-                self.rig = placeholder_rig(sizes)
-                self.rig_changed.emit(self.rig)
         self.frame_ready.emit(ViewFrame(index=self.count - 1, t_s=frameset.timestamp_s, images=images))
 
     def _on_event(self, event) -> None:
