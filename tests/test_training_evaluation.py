@@ -54,7 +54,7 @@ def test_supervised_loss_is_zero_at_the_truth_and_drives_training() -> None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < 0.9 * losses[0]
 
 
