@@ -11,7 +11,6 @@ The pages are in :mod:`app.gui.calibration_wizard_pages` and :mod:`app.gui.calib
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -20,7 +19,6 @@ from PyQt6.QtWidgets import QWidget, QWizard
 from app.gui.calibration_wizard_pages import ExtrinsicsPage, IntrinsicsPage, SourcesPage
 from app.gui.calibration_wizard_results import ReviewPage, SolvePage
 from app.gui.calibration_wizard_session import CalibrationSession
-from calibration.errors import CrossviewError
 
 logger = logging.getLogger(__name__)
 
@@ -71,19 +69,9 @@ def run_wizard(videos: Sequence[str | Path] | None = None, board: str | Path | N
     Raises:
         CrossviewError: the GUI packages are missing or there is no display.
     """
-    try:
-        from PyQt6.QtCore import Qt
-        from PyQt6.QtWidgets import QApplication
-    except ImportError as exc:
-        from app.gui.main import GUI_EXTRA_HINT
+    from app.gui.main import qt_application
 
-        raise CrossviewError(f"the calibration wizard cannot start ({exc}); {GUI_EXTRA_HINT}") from None
-    from app.gui.main import check_display
-
-    check_display()
-    if QApplication.instance() is None:
-        QApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
-    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "crossview"])
+    app = qt_application("the calibration wizard")
     wizard = CalibrationWizard(videos=videos, board=board)
     wizard.show()
     app.exec()

@@ -30,6 +30,25 @@ def check_display() -> None:
         )
 
 
+def qt_application(what: str):
+    """The process's QApplication, created on first use, after checking that Qt and a display
+    are there (``what`` names the window in the error, e.g. "the desktop app").
+
+    Raises:
+        CrossviewError: the GUI packages are missing or there is no display.
+    """
+    try:
+        from PyQt6.QtCore import Qt
+        from PyQt6.QtWidgets import QApplication
+    except ImportError as exc:
+        raise CrossviewError(f"{what} cannot start ({exc}); {GUI_EXTRA_HINT}") from None
+    check_display()
+    if QApplication.instance() is None:
+        # pyqtgraph caches GL shader programs across 3D views: their contexts must share.
+        QApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
+    return QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "crossview"])
+
+
 def run_gui(take_folder: str | Path | None = None, *, demo: bool = False) -> int:
     """Show the main window (with ``take_folder`` open, if given) until it is closed.
 
@@ -40,18 +59,12 @@ def run_gui(take_folder: str | Path | None = None, *, demo: bool = False) -> int
     Raises:
         CrossviewError: the GUI packages are missing or there is no display.
     """
+    app = qt_application("the desktop app")
     try:
-        from PyQt6.QtCore import Qt
-        from PyQt6.QtWidgets import QApplication
-
         from app.gui.main_window import MainWindow
-    except ImportError as exc:
+    except ImportError as exc:  # pyqtgraph or PyOpenGL missing
         raise CrossviewError(f"the desktop app cannot start ({exc}); {GUI_EXTRA_HINT}") from None
-    check_display()
-    if QApplication.instance() is None:
-        # pyqtgraph caches GL shader programs across 3D views: their contexts must share.
-        QApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
-    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "crossview"])
+
     app.setApplicationName("Crossview")
     window = MainWindow()
     window.show()
