@@ -28,6 +28,7 @@ import numpy as np
 
 from calibration.errors import CrossviewError
 from calibration.rig import Rig
+from models.blazepose_multiview import epipolar_distances
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +57,6 @@ class FrameKeypoints:
     milliseconds: float
 
 
-def _fundamental(rig: Rig, u: int, v: int) -> np.ndarray:
-    """(3, 3) F with ``x_v^T F x_u = 0`` for undistorted pixels of cameras u and v."""
-    R, t = rig[u].relative_to(rig[v])
-    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
-    return np.linalg.inv(rig[v].K).T @ tx @ R @ np.linalg.inv(rig[u].K)
-
-
 def choose_consistent(rig: Rig | None, pelvis: Sequence[np.ndarray], scores: Sequence[np.ndarray]) -> list[int | None]:
     """Per view, the index of the candidate the views agree on.
 
@@ -74,14 +68,15 @@ def choose_consistent(rig: Rig | None, pelvis: Sequence[np.ndarray], scores: Seq
     Returns:
         Per view a candidate index, or None where the view has none. A candidate ranks first by
         the number of other views holding a candidate within :data:`AGREEMENT_PX` of its
-        epipolar line, then by the summed distance (capped at 1000 px per view), then by score. Two
-        people seen by every view are equally consistent: the score decides between them.
+        epipolar line (the symmetric distance of :func:`models.blazepose_multiview.epipolar_distances`),
+        then by the summed distance (capped at 1000 px per view), then by score. Two people seen by
+        every view are equally consistent: the score decides between them.
     """
     best = [int(np.argmax(s)) if len(s) else None for s in scores]
     views = [v for v, s in enumerate(scores) if len(s)]
     if rig is None or len(views) < 2 or all(len(scores[v]) == 1 for v in views):
         return best
-    undistorted = [rig[v].undistort_points(np.asarray(p, dtype=np.float64)) if len(p) else p for v, p in enumerate(pelvis)]
+    distances = epipolar_distances(rig, [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in pelvis])
     chosen: list[int | None] = list(best)
     for v in views:
         cost = np.zeros(len(scores[v]))
@@ -89,12 +84,7 @@ def choose_consistent(rig: Rig | None, pelvis: Sequence[np.ndarray], scores: Seq
         for u in views:
             if u == v:
                 continue
-            F = _fundamental(rig, u, v)
-            xu = np.concatenate([undistorted[u], np.ones((len(undistorted[u]), 1))], axis=1)  # (N_u, 3)
-            xv = np.concatenate([undistorted[v], np.ones((len(undistorted[v]), 1))], axis=1)  # (N_v, 3)
-            lines = xu @ F.T  # (N_u, 3): epipolar lines in view v
-            distance = np.abs(xv @ lines.T) / np.linalg.norm(lines[:, :2], axis=1)  # (N_v, N_u) px
-            nearest = np.nan_to_num(np.nanmin(distance, axis=1), nan=np.inf)  # (N_v,)
+            nearest = distances[(v, u)].min(axis=1)  # (N_v,) px to the nearest candidate of view u
             agreeing += nearest < AGREEMENT_PX
             cost += np.minimum(nearest, 1000.0)
         ranking = np.lexsort((-np.asarray(scores[v]), np.round(cost), -agreeing))  # last key first; 1 px steps

@@ -75,11 +75,11 @@ def seed_rois_from_3d(rig: Rig, pose3d: np.ndarray) -> list[Roi | None]:
     return rois
 
 
-def _epipolar_costs(rig: Rig, hips: list[np.ndarray]) -> dict[tuple[int, int], np.ndarray]:
-    """Symmetric epipolar distances (px) between hip centres of every view pair.
+def epipolar_distances(rig: Rig, hips: list[np.ndarray]) -> dict[tuple[int, int], np.ndarray]:
+    """Symmetric epipolar distances (px) between candidate points (hip centres) of every view pair.
 
     Args:
-        hips: per view ``(D_v, 2)`` distorted pixels.
+        hips: per view ``(D_v, 2)`` distorted pixels (NaN rows give an infinite distance).
 
     Returns:
         ``{(v, u): (D_v, D_u)}`` for v != u with detections in both views.
@@ -128,7 +128,7 @@ def choose_subject(rig: Rig | None, detections: list[Detections]) -> list[int | 
     if rig is None or len(views_with) < 2 or all(len(detections[v]) == 1 for v in views_with):
         return chosen
     hips = [np.asarray(d.keypoints[:, 0, :], dtype=np.float64) for d in detections]  # (D_v, 2)
-    costs = _epipolar_costs(rig, hips)
+    costs = epipolar_distances(rig, hips)
 
     def total(v: int, against: list[int | None] | None) -> np.ndarray:
         cost = np.zeros(len(detections[v]))
